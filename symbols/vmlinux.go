@@ -1,0 +1,107 @@
+package symbols
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// ErrNoSymbol is returned for a name the symbol table does not have.
+var ErrNoSymbol = errors.New("no such symbol")
+
+// Vmlinux is an opened kernel image (the debug vmlinux, or any ELF build
+// of it with a symbol table).
+type Vmlinux struct {
+	path string
+	file *os.File
+	elf  *elf.File
+	syms map[string]elf.Symbol
+	btf  *BTF
+}
+
+// Open opens a vmlinux read-only and loads its symbol table.
+func Open(path string) (*Vmlinux, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if ef.Machine != elf.EM_X86_64 || ef.Class != elf.ELFCLASS64 {
+		f.Close()
+		return nil, fmt.Errorf("%s: not an x86_64 kernel (machine %v, class %v)", path, ef.Machine, ef.Class)
+	}
+	syms, err := ef.Symbols()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: symbol table: %w", path, err)
+	}
+	v := &Vmlinux{path: path, file: f, elf: ef, syms: make(map[string]elf.Symbol, len(syms))}
+	for _, s := range syms {
+		if s.Name == "" || elf.ST_TYPE(s.Info) == elf.STT_FILE || elf.ST_TYPE(s.Info) == elf.STT_SECTION {
+			continue
+		}
+		// Keep the first global definition over local duplicates.
+		if old, ok := v.syms[s.Name]; ok && elf.ST_BIND(old.Info) == elf.STB_GLOBAL {
+			continue
+		}
+		v.syms[s.Name] = s
+	}
+	return v, nil
+}
+
+// Close releases the file.
+func (v *Vmlinux) Close() error { return v.file.Close() }
+
+// Path returns the file name.
+func (v *Vmlinux) Path() string { return v.path }
+
+// Symbol returns a symbol's link-time address and size.
+func (v *Vmlinux) Symbol(name string) (addr, size uint64, err error) {
+	s, ok := v.syms[name]
+	if !ok {
+		return 0, 0, fmt.Errorf("%s: %w: %s", v.path, ErrNoSymbol, name)
+	}
+	return s.Value, s.Size, nil
+}
+
+// Address returns a symbol's run-time address under a KASLR offset
+// (VMCOREINFO KERNELOFFSET). Per-CPU symbols are offsets, not addresses,
+// and are returned unshifted.
+func (v *Vmlinux) Address(name string, kaslrOffset uint64) (uint64, error) {
+	s, ok := v.syms[name]
+	if !ok {
+		return 0, fmt.Errorf("%s: %w: %s", v.path, ErrNoSymbol, name)
+	}
+	if int(s.Section) < len(v.elf.Sections) && s.Section != elf.SHN_ABS && s.Section != elf.SHN_UNDEF {
+		if v.elf.Sections[s.Section].Name == ".data..percpu" {
+			return s.Value, nil
+		}
+	}
+	return s.Value + kaslrOffset, nil
+}
+
+// BTF returns the kernel's type information from the .BTF section.
+func (v *Vmlinux) BTF() (*BTF, error) {
+	if v.btf != nil {
+		return v.btf, nil
+	}
+	sec := v.elf.Section(".BTF")
+	if sec == nil {
+		return nil, fmt.Errorf("%s: no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF)", v.path)
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%s: .BTF: %w", v.path, err)
+	}
+	b, err := ParseBTF(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: .BTF section at offset 0x%x: %w", v.path, sec.Offset, err)
+	}
+	v.btf = b
+	return b, nil
+}
