@@ -1,0 +1,54 @@
+# vmcore-gdbserver. `make test` installs what the tests need (Debian
+# packages, the real vmcore fixtures) and runs them; CI calls exactly that.
+
+GO       ?= go
+BIN      := bin/vmcore-gdbserver
+FIXTURES := testdata/fixtures/mkfixtures.sh
+FUZZTIME ?= 3s
+# Fuzz targets as package:target pairs.
+FUZZ_TARGETS := \
+	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
+	./vmcore:FuzzFlattened ./vmcore:FuzzDecompress ./vmcore:FuzzPageTableWalk \
+	./symbols:FuzzBTF
+
+.PHONY: all build sample fixtures test unit fuzz-smoke fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vmcore-gdbserver
+
+# The main job on the default sample: build, make the sample vmcore if it
+# is not cached, describe it.
+sample: build fixtures
+	@dir=$$(bash $(FIXTURES) --print-dir) && \
+	  echo "+ $(BIN) info $$dir/oom/vmcore.lzo" && $(BIN) info $$dir/oom/vmcore.lzo
+
+# Real vmcores from Debian's cloud kernel, QEMU and makedumpfile, cached
+# outside git (see testdata/fixtures/README.md).
+fixtures:
+	bash $(FIXTURES) >/dev/null
+
+test: fixtures
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz-smoke
+
+unit:
+	$(GO) test -count=1 ./...
+
+fuzz-smoke:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-smoke FUZZTIME=5m
+
+bench: fixtures
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore | tee bench.txt
+
+clean:
+	rm -rf bin bench.txt
