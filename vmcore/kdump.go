@@ -223,6 +223,8 @@ func openKdump(src source) (*kdumpFile, error) {
 	dumped := k.countBefore(k.endPFN) - k.descBase
 	if end := uint64(k.descOffset) + dumped*pageDescSize; end > uint64(src.Size()) {
 		k.truncated = true
+	} else if dumped > 0 && k.lastDataEnd(dumped) > src.Size() {
+		k.truncated = true
 	}
 
 	// Notes (v4+) and VMCOREINFO (v3+). Their offsets are absolute.
@@ -267,6 +269,40 @@ func readRegion(src source, off int64, size uint64, limit uint64, what string, f
 		return nil, formatErr(name, off, "%s: %v", what, err)
 	}
 	return buf, nil
+}
+
+// lastDataEnd finds where the last stored page's data ends. Pages are
+// written in pfn order after one shared zero page placed first, so the
+// last descriptor that does not point at that zero page tells whether the
+// file was cut short (a full disk) even when the header's incomplete flag
+// could not be set. The backward scan is bounded.
+func (k *kdumpFile) lastDataEnd(dumped uint64) int64 {
+	le := binary.LittleEndian
+	zeroPage := k.descOffset + int64(dumped)*pageDescSize
+	buf := make([]byte, 4096*pageDescSize)
+	for end, chunks := dumped, 0; end > 0 && chunks < 64; chunks++ {
+		n := min(end, 4096)
+		start := end - n
+		chunk := buf[:n*pageDescSize]
+		if readFull(k.src, chunk, k.descOffset+int64(start)*pageDescSize) != nil {
+			return 1<<63 - 1
+		}
+		for i := int(n) - 1; i >= 0; i-- {
+			d := chunk[i*pageDescSize:]
+			off, size := int64(le.Uint64(d)), int64(le.Uint32(d[8:]))
+			if off == 0 || off < 0 {
+				return 1<<63 - 1 // never written
+			}
+			if off != zeroPage {
+				if off > 1<<62 {
+					return 1<<63 - 1
+				}
+				return off + size
+			}
+		}
+		end = start
+	}
+	return 0
 }
 
 // buildPrefix counts the dumped-page bits before every 4096-bit block, the
