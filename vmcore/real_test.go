@@ -306,3 +306,37 @@ func mustAddr(t testing.TB, v *symbols.Vmlinux, name string, off uint64) uint64 
 	}
 	return a
 }
+
+// Without VMCOREINFO's root and phys_base, translation falls back to CR3 in
+// QEMU's CPU note, says so, and still reads the kernel.
+func TestRealCR3Fallback(t *testing.T) {
+	v := kernelSyms(t)
+	for _, file := range []string{"qemu57/vmcore.elf", "qemu57/vmcore.kdump-zlib"} {
+		t.Run(file, func(t *testing.T) {
+			d := openFixture(t, file)
+			vi, err := d.VMCOREINFO()
+			if err != nil {
+				t.Fatal(err)
+			}
+			banner := mustAddr(t, v, "linux_banner", vi.KernelOffset)
+			d.vmcoreinfo = nil // as if the guest had published none
+			k, err := d.Kernel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains([]byte(k.RootSource), []byte("CR3")) || len(k.Notes) == 0 {
+				t.Fatalf("root source %q notes %q: the fallback must say so", k.RootSource, k.Notes)
+			}
+			if k.Levels() != 5 {
+				t.Fatalf("CR4.LA57 says 5 levels, got %d", k.Levels())
+			}
+			buf := make([]byte, 64)
+			if _, err := k.Read(buf, banner); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(buf, []byte("Linux version "+vi.OSRelease)) {
+				t.Fatalf("banner through CR3: %q", buf)
+			}
+		})
+	}
+}
