@@ -20,8 +20,8 @@ build:
 
 # The main job on the default sample: build, make the sample vmcore if it
 # is not cached, describe it.
-sample: build fixtures
-	@dir=$$(bash $(FIXTURES) --print-dir) && \
+sample: build
+	@dir=$$(bash $(FIXTURES) | tail -n 1) && \
 	  echo "+ $(BIN) info $$dir/oom/vmcore.lzo" && $(BIN) info $$dir/oom/vmcore.lzo
 
 # Real vmcores from Debian's cloud kernel, QEMU and makedumpfile, cached

@@ -1,5 +1,11 @@
-// Package gdbstub will speak the GDB Remote Serial Protocol for a halted,
-// read-only target: packet framing, a small Target interface and optional
-// extensions discovered by type assertion. It knows nothing of kernels.
-// (Built by the issue that serves dumps to gdb.)
+// Package gdbstub speaks the GDB Remote Serial Protocol for a target that
+// is always stopped and read-only, such as a crash dump.
+//
+// A Target provides threads, registers and memory. Optional features are
+// small interfaces discovered by type assertion (TargetDescriber,
+// ThreadDescriber, ExecFiler, SectionOffsetter, MonitorCommander,
+// Librarian); qSupported advertises exactly what the target implements.
+// Every client connection is a Session with its own selected thread; a
+// client that sends garbage or disappears only ends its own session.
+// The package knows nothing of kernels.
 package gdbstub

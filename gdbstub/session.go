@@ -1,0 +1,469 @@
+package gdbstub
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Logger receives the server's debug log (why a read failed, protocol
+// trouble); nil discards it.
+type Logger interface {
+	Printf(format string, args ...any)
+}
+
+// Session is one client connection.
+type Session struct {
+	t      Target
+	rw     io.ReadWriter
+	rd     *reader
+	log    Logger
+	ack    bool
+	last   []byte // last packet sent, for NAK resends
+	out    []byte
+	thread ThreadID // selected by Hg for g, p, m
+	xfer   map[string][]byte
+	done   bool
+}
+
+// NewSession serves one client over rw.
+func NewSession(t Target, rw io.ReadWriter, log Logger) *Session {
+	return &Session{t: t, rw: rw, rd: newReader(rw), log: log, ack: true, thread: t.StopThread(), xfer: map[string][]byte{}}
+}
+
+func (s *Session) logf(format string, args ...any) {
+	if s.log != nil {
+		s.log.Printf(format, args...)
+	}
+}
+
+// Serve answers packets until the client detaches, kills, disconnects or
+// the connection fails. A malformed packet is NAKed (or answered with an
+// error) and the session goes on.
+func (s *Session) Serve() error {
+	for !s.done {
+		ev, pkt, err := s.rd.next()
+		if err != nil {
+			if errors.Is(err, ErrChecksum) || errors.Is(err, ErrOversize) || errors.Is(err, ErrMalformed) {
+				s.logf("bad packet: %v", err)
+				if s.ack {
+					if _, werr := s.rw.Write([]byte{'-'}); werr != nil {
+						return werr
+					}
+				} else if errors.Is(err, ErrOversize) || errors.Is(err, ErrMalformed) {
+					if werr := s.send([]byte("E01")); werr != nil {
+						return werr
+					}
+				}
+				continue
+			}
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		switch ev {
+		case evAck:
+			continue
+		case evNak:
+			if s.last != nil {
+				if _, err := s.rw.Write(s.last); err != nil {
+					return err
+				}
+			}
+			continue
+		case evInterrupt:
+			if err := s.send(s.stopReply()); err != nil {
+				return err
+			}
+			continue
+		}
+		if s.ack {
+			if _, err := s.rw.Write([]byte{'+'}); err != nil {
+				return err
+			}
+		}
+		reply, noReply := s.handle(pkt)
+		if noReply {
+			continue
+		}
+		if err := s.send(reply); err != nil {
+			return err
+		}
+		if bytes.Equal(pkt, []byte("QStartNoAckMode")) {
+			s.ack = false
+		}
+	}
+	return nil
+}
+
+func (s *Session) send(payload []byte) error {
+	s.out = frame(s.out[:0], payload)
+	s.last = s.out
+	_, err := s.rw.Write(s.out)
+	return err
+}
+
+// console sends an O packet (console output) before a final reply.
+func (s *Session) console(text string) {
+	s.send([]byte("O" + hex.EncodeToString([]byte(text))))
+}
+
+func (s *Session) stopReply() []byte {
+	tid := s.t.StopThread()
+	r := fmt.Sprintf("T05thread:%x;", uint64(tid))
+	if d, ok := s.t.(ThreadDescriber); ok {
+		if core, ok := d.ThreadCore(tid); ok {
+			r += fmt.Sprintf("core:%x;", core)
+		}
+	}
+	return []byte(r)
+}
+
+func errReply(code int) []byte { return []byte(fmt.Sprintf("E%02x", code)) }
+
+// handle answers one packet; noReply is true for packets that get none.
+func (s *Session) handle(pkt []byte) (reply []byte, noReply bool) {
+	p := string(pkt)
+	switch {
+	case p == "?":
+		return s.stopReply(), false
+	case strings.HasPrefix(p, "qSupported"):
+		return []byte(s.supported(p)), false
+	case p == "vMustReplyEmpty":
+		return nil, false
+	case p == "QStartNoAckMode":
+		return []byte("OK"), false
+	case strings.HasPrefix(p, "H"):
+		return s.setThread(p), false
+	case strings.HasPrefix(p, "T"):
+		tid, err := parseThreadID(p[1:])
+		if err != nil || !s.t.HasThread(tid) {
+			return errReply(1), false
+		}
+		return []byte("OK"), false
+	case p == "qfThreadInfo":
+		var b strings.Builder
+		b.WriteByte('m')
+		for i, tid := range s.t.Threads() {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%x", uint64(tid))
+		}
+		return []byte(b.String()), false
+	case p == "qsThreadInfo":
+		return []byte("l"), false
+	case p == "qC":
+		return []byte(fmt.Sprintf("QC%x", uint64(s.t.StopThread()))), false
+	case p == "qAttached" || strings.HasPrefix(p, "qAttached:"):
+		return []byte("1"), false
+	case p == "qTStatus":
+		return nil, false
+	case strings.HasPrefix(p, "qSymbol"):
+		return []byte("OK"), false
+	case p == "qOffsets":
+		if so, ok := s.t.(SectionOffsetter); ok {
+			if r, ok := so.SectionOffsets(); ok {
+				return []byte(r), false
+			}
+		}
+		return nil, false
+	case strings.HasPrefix(p, "qThreadExtraInfo,"):
+		tid, err := parseThreadID(p[len("qThreadExtraInfo,"):])
+		if err != nil || !s.t.HasThread(tid) {
+			return errReply(1), false
+		}
+		text := fmt.Sprintf("thread %d", uint64(tid))
+		if d, ok := s.t.(ThreadDescriber); ok {
+			if e := d.ThreadExtra(tid); e != "" {
+				text = e
+			} else if n := d.ThreadName(tid); n != "" {
+				text = n
+			}
+		}
+		return []byte(hex.EncodeToString([]byte(text))), false
+	case strings.HasPrefix(p, "qXfer:"):
+		return s.qxfer(p), false
+	case strings.HasPrefix(p, "qRcmd,"):
+		return s.monitor(p[len("qRcmd,"):]), false
+	case p == "g":
+		return s.readRegisters(), false
+	case strings.HasPrefix(p, "p"):
+		return s.readRegister(p[1:]), false
+	case strings.HasPrefix(p, "m"):
+		return s.readMemory(p[1:]), false
+	case strings.HasPrefix(p, "M"), strings.HasPrefix(p, "X"), strings.HasPrefix(p, "G"), strings.HasPrefix(p, "P"):
+		s.logf("refused write %.20q: %v", p, ErrReadOnly)
+		return errReply(1), false
+	case strings.HasPrefix(p, "Z"), strings.HasPrefix(p, "z"):
+		return errReply(1), false
+	case p == "vCont?":
+		return []byte("vCont;c;C;s;S"), false
+	case strings.HasPrefix(p, "vCont;"), p == "c", p == "s", strings.HasPrefix(p, "c"), strings.HasPrefix(p, "s"),
+		strings.HasPrefix(p, "C"), strings.HasPrefix(p, "S"):
+		// Nothing can run: report the same stop at once, and say why.
+		s.console("vmcore-gdbserver: the target is a crash dump; it cannot run or step.\n")
+		return s.stopReply(), false
+	case p == "D" || strings.HasPrefix(p, "D;"):
+		s.done = true
+		return []byte("OK"), false
+	case p == "k":
+		s.done = true
+		return nil, true
+	case strings.HasPrefix(p, "vKill"):
+		s.done = true
+		return []byte("OK"), false
+	}
+	return nil, false // unknown: the empty reply
+}
+
+func (s *Session) supported(p string) string {
+	f := []string{fmt.Sprintf("PacketSize=%x", MaxPacketSize), "QStartNoAckMode+", "qXfer:threads:read+", "vContSupported+"}
+	if _, ok := s.t.(TargetDescriber); ok {
+		f = append(f, "qXfer:features:read+")
+	}
+	if e, ok := s.t.(ExecFiler); ok {
+		if _, ok := e.ExecFile(); ok {
+			f = append(f, "qXfer:exec-file:read+")
+		}
+	}
+	if _, ok := s.t.(Librarian); ok {
+		f = append(f, "qXfer:libraries:read+")
+	}
+	return strings.Join(f, ";")
+}
+
+// parseThreadID reads a thread id: hex, "-1" (all), "0" (any), or the
+// multiprocess form p<pid>.<tid>.
+func parseThreadID(s string) (ThreadID, error) {
+	if strings.HasPrefix(s, "p") {
+		if i := strings.IndexByte(s, '.'); i >= 0 {
+			s = s[i+1:]
+		} else {
+			s = "0"
+		}
+	}
+	if s == "-1" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	return ThreadID(v), err
+}
+
+func (s *Session) setThread(p string) []byte {
+	if len(p) < 2 {
+		return errReply(1)
+	}
+	tid, err := parseThreadID(p[2:])
+	if err != nil {
+		return errReply(1)
+	}
+	if tid == 0 {
+		tid = s.t.StopThread()
+	} else if !s.t.HasThread(tid) {
+		return errReply(1)
+	}
+	if p[1] == 'g' {
+		s.thread = tid
+	}
+	return []byte("OK")
+}
+
+func (s *Session) readRegisters() []byte {
+	regs, err := s.t.Registers(s.thread)
+	if err != nil {
+		s.logf("registers of thread %x: %v", uint64(s.thread), err)
+		return errReply(1)
+	}
+	var b []byte
+	for _, r := range regs {
+		b = appendReg(b, r)
+	}
+	return b
+}
+
+func appendReg(b []byte, r Register) []byte {
+	if r.Value == nil {
+		for i := 0; i < r.Size; i++ {
+			b = append(b, 'x', 'x')
+		}
+		return b
+	}
+	return hex.AppendEncode(b, r.Value)
+}
+
+func (s *Session) readRegister(arg string) []byte {
+	n, err := strconv.ParseUint(arg, 16, 32)
+	if err != nil {
+		return errReply(1)
+	}
+	regs, err := s.t.Registers(s.thread)
+	if err != nil {
+		return errReply(1)
+	}
+	if n >= uint64(len(regs)) {
+		return errReply(0x16)
+	}
+	return appendReg(nil, regs[n])
+}
+
+func parseAddrLen(arg string) (uint64, uint64, error) {
+	comma := strings.IndexByte(arg, ',')
+	if comma < 0 {
+		return 0, 0, ErrMalformed
+	}
+	addr, err := strconv.ParseUint(arg[:comma], 16, 64)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := strconv.ParseUint(arg[comma+1:], 16, 64)
+	return addr, n, err
+}
+
+func (s *Session) readMemory(arg string) []byte {
+	addr, n, err := parseAddrLen(arg)
+	if err != nil {
+		return errReply(1)
+	}
+	n = min(n, (MaxPacketSize-8)/2)
+	buf := make([]byte, n)
+	got, err := s.t.ReadMemory(s.thread, addr, buf)
+	if got == 0 && n > 0 {
+		s.logf("m %x,%x (thread %x): %v", addr, n, uint64(s.thread), err)
+		return errReply(0x14)
+	}
+	return []byte(hex.EncodeToString(buf[:got]))
+}
+
+// qxfer serves qXfer:<object>:read:<annex>:<offset>,<length>.
+func (s *Session) qxfer(p string) []byte {
+	parts := strings.SplitN(p, ":", 5)
+	if len(parts) != 5 || parts[2] != "read" {
+		return nil
+	}
+	object, annex := parts[1], parts[3]
+	off, length, err := parseAddrLen(parts[4])
+	if err != nil {
+		return errReply(0)
+	}
+	key := object + ":" + annex
+	data, ok := s.xfer[key]
+	if !ok || off == 0 {
+		data, ok = s.xferData(object, annex)
+		if !ok {
+			return nil
+		}
+		s.xfer[key] = data
+	}
+	if off >= uint64(len(data)) {
+		return []byte("l")
+	}
+	length = min(length, MaxPacketSize/2)
+	end := min(uint64(len(data)), off+length)
+	kind := byte('m')
+	if end == uint64(len(data)) {
+		kind = 'l'
+	}
+	return append([]byte{kind}, data[off:end]...)
+}
+
+func (s *Session) xferData(object, annex string) ([]byte, bool) {
+	switch object {
+	case "features":
+		if d, ok := s.t.(TargetDescriber); ok {
+			return d.TargetXML(annex)
+		}
+	case "threads":
+		return s.threadsXML(), true
+	case "exec-file":
+		if e, ok := s.t.(ExecFiler); ok {
+			if f, ok := e.ExecFile(); ok {
+				return []byte(f), true
+			}
+		}
+	case "libraries":
+		if l, ok := s.t.(Librarian); ok {
+			return l.LibrariesXML(), true
+		}
+	}
+	return nil, false
+}
+
+func (s *Session) threadsXML() []byte {
+	var b bytes.Buffer
+	b.WriteString("<?xml version=\"1.0\"?>\n<threads>\n")
+	d, _ := s.t.(ThreadDescriber)
+	for _, tid := range s.t.Threads() {
+		fmt.Fprintf(&b, "<thread id=\"%x\"", uint64(tid))
+		if d != nil {
+			if core, ok := d.ThreadCore(tid); ok {
+				fmt.Fprintf(&b, " core=\"%d\"", core)
+			}
+			if n := d.ThreadName(tid); n != "" {
+				b.WriteString(" name=\"")
+				xmlEscape(&b, n)
+				b.WriteByte('"')
+			}
+			b.WriteByte('>')
+			xmlEscape(&b, d.ThreadExtra(tid))
+		} else {
+			b.WriteByte('>')
+		}
+		b.WriteString("</thread>\n")
+	}
+	b.WriteString("</threads>\n")
+	return b.Bytes()
+}
+
+func xmlEscape(b *bytes.Buffer, s string) {
+	for _, r := range s {
+		switch {
+		case r == '<':
+			b.WriteString("&lt;")
+		case r == '>':
+			b.WriteString("&gt;")
+		case r == '&':
+			b.WriteString("&amp;")
+		case r == '"':
+			b.WriteString("&quot;")
+		case r < 0x20 || r == 0x7f || r == 0xfffd:
+			fmt.Fprintf(b, "&#x%x;", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+}
+
+// monitorWriter turns monitor output into O packets.
+type monitorWriter struct{ s *Session }
+
+func (w monitorWriter) Write(p []byte) (int, error) {
+	for len(p) > 0 {
+		n := min(len(p), MaxPacketSize/2-16)
+		if err := w.s.send([]byte("O" + hex.EncodeToString(p[:n]))); err != nil {
+			return 0, err
+		}
+		p = p[n:]
+	}
+	return 0, nil
+}
+
+func (s *Session) monitor(arg string) []byte {
+	cmd, err := hex.DecodeString(arg)
+	if err != nil {
+		return errReply(1)
+	}
+	m, ok := s.t.(MonitorCommander)
+	if !ok {
+		return nil
+	}
+	if err := m.Monitor(string(cmd), monitorWriter{s}); err != nil {
+		monitorWriter{s}.Write([]byte(err.Error() + "\n"))
+	}
+	return []byte("OK")
+}
