@@ -2,6 +2,8 @@ package symbols
 
 import (
 	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -104,4 +106,49 @@ func (v *Vmlinux) BTF() (*BTF, error) {
 	}
 	v.btf = b
 	return b, nil
+}
+
+// Segment is one PT_LOAD of the vmlinux.
+type Segment struct {
+	VAddr, MemSz uint64
+}
+
+// LoadSegments returns the vmlinux's PT_LOADs in file order (text, data,
+// per-CPU at address 0 on x86_64, init...).
+func (v *Vmlinux) LoadSegments() []Segment {
+	var out []Segment
+	for _, p := range v.elf.Progs {
+		if p.Type == elf.PT_LOAD {
+			out = append(out, Segment{VAddr: p.Vaddr, MemSz: p.Memsz})
+		}
+	}
+	return out
+}
+
+// BuildID returns the GNU build id note, hex, if present.
+func (v *Vmlinux) BuildID() string {
+	for _, s := range v.elf.Sections {
+		if s.Type != elf.SHT_NOTE {
+			continue
+		}
+		data, err := s.Data()
+		if err != nil {
+			continue
+		}
+		for len(data) >= 12 {
+			namesz := binary.LittleEndian.Uint32(data[0:])
+			descsz := binary.LittleEndian.Uint32(data[4:])
+			typ := binary.LittleEndian.Uint32(data[8:])
+			nameEnd := 12 + (uint64(namesz)+3)&^3
+			descEnd := nameEnd + (uint64(descsz)+3)&^3
+			if descEnd > uint64(len(data)) {
+				break
+			}
+			if typ == 3 && namesz == 4 && string(data[12:15]) == "GNU" {
+				return hex.EncodeToString(data[nameEnd : nameEnd+uint64(descsz)])
+			}
+			data = data[descEnd:]
+		}
+	}
+	return ""
 }

@@ -17,15 +17,15 @@ import (
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
-var binary string
+var cliBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "vmcore-gdbserver-test")
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "vmcore-gdbserver")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	cliBinary = filepath.Join(dir, "vmcore-gdbserver")
+	if out, err := exec.Command("go", "build", "-o", cliBinary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // run executes the CLI and returns stdout, stderr and the exit status.
 func runCLI(t *testing.T, args ...string) ([]byte, string, int) {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(cliBinary, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -16,6 +16,6 @@ Dumps are opened read-only and recognised by content, not by name.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInfoCmd(), newReadCmd())
+	root.AddCommand(newInfoCmd(), newReadCmd(), newServeCmd(), newGdbCmd())
 	return root
 }

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+)
+
+// idleThreadBase puts the per-CPU idle tasks (all pid 0) above any pid
+// the kernel can hand out (PID_MAX_LIMIT on 64-bit), as thread cpu+base.
+const idleThreadBase = 4 << 20
+
+// kernelTarget presents the kernel model to gdbstub: one thread per task.
+type kernelTarget struct {
+	k        *kernel.Kernel
+	threads  []gdbstub.ThreadID
+	byTID    map[gdbstub.ThreadID]*kernel.Task
+	stop     gdbstub.ThreadID
+	execFile string
+	offsets  string
+
+	mu   sync.Mutex
+	regs map[*kernel.Task][]gdbstub.Register
+}
+
+// threadFilter selects which tasks become threads.
+type threadFilter string
+
+const (
+	threadsAll    threadFilter = "all"
+	threadsActive threadFilter = "active" // on a CPU, uninterruptible, or panicking
+	threadsCPUs   threadFilter = "cpus"   // the task on each CPU
+)
+
+func tidOf(t *kernel.Task) gdbstub.ThreadID {
+	if t.PID == 0 {
+		return gdbstub.ThreadID(idleThreadBase + t.CPU)
+	}
+	return gdbstub.ThreadID(t.PID)
+}
+
+func newKernelTarget(k *kernel.Kernel, filter threadFilter, execFile string) (*kernelTarget, error) {
+	kt := &kernelTarget{k: k, byTID: map[gdbstub.ThreadID]*kernel.Task{}, regs: map[*kernel.Task][]gdbstub.Register{}}
+	for _, t := range k.Tasks {
+		switch filter {
+		case threadsActive:
+			if t.OnCPU == nil && t.State != 'D' && !t.Panic {
+				continue
+			}
+		case threadsCPUs:
+			if t.OnCPU == nil {
+				continue
+			}
+		}
+		tid := tidOf(t)
+		if _, dup := kt.byTID[tid]; dup {
+			continue
+		}
+		kt.byTID[tid] = t
+		kt.threads = append(kt.threads, tid)
+	}
+	if len(kt.threads) == 0 {
+		return nil, fmt.Errorf("no task found in the dump")
+	}
+	kt.stop = kt.threads[0]
+	for _, t := range k.Tasks {
+		if t.Panic {
+			kt.stop = tidOf(t)
+		}
+	}
+	if execFile != "" {
+		abs, err := filepath.Abs(execFile)
+		if err == nil {
+			kt.execFile = abs
+		}
+	}
+	// KASLR: absolute bases of the vmlinux's text and data segments.
+	if segs := k.Vmlinux.LoadSegments(); len(segs) >= 2 {
+		kt.offsets = fmt.Sprintf("TextSeg=%x;DataSeg=%x", segs[0].VAddr+k.KASLR, segs[1].VAddr+k.KASLR)
+	}
+	return kt, nil
+}
+
+func (kt *kernelTarget) Threads() []gdbstub.ThreadID  { return kt.threads }
+func (kt *kernelTarget) StopThread() gdbstub.ThreadID { return kt.stop }
+func (kt *kernelTarget) HasThread(tid gdbstub.ThreadID) bool {
+	_, ok := kt.byTID[tid]
+	return ok
+}
+
+// The register layout declared in targetXML, in order.
+var gdbRegLayout = func() []struct {
+	name string
+	size int
+	reg  kernel.Reg // -1: never known
+} {
+	type r = struct {
+		name string
+		size int
+		reg  kernel.Reg
+	}
+	var l []r
+	for reg := kernel.RAX; reg <= kernel.RIP; reg++ {
+		l = append(l, r{reg.String(), 8, reg})
+	}
+	for reg := kernel.EFLAGS; reg <= kernel.GS; reg++ {
+		l = append(l, r{reg.String(), 4, reg})
+	}
+	for i := 0; i < 8; i++ {
+		l = append(l, r{fmt.Sprintf("st%d", i), 10, -1})
+	}
+	for _, n := range []string{"fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop"} {
+		l = append(l, r{n, 4, -1})
+	}
+	l = append(l, r{"orig_rax", 8, kernel.OrigRAX}, r{"fs_base", 8, kernel.FSBase}, r{"gs_base", 8, kernel.GSBase})
+	return l
+}()
+
+func (kt *kernelTarget) Registers(tid gdbstub.ThreadID) ([]gdbstub.Register, error) {
+	t := kt.byTID[tid]
+	if t == nil {
+		return nil, fmt.Errorf("no thread %x", uint64(tid))
+	}
+	kt.mu.Lock()
+	cached, ok := kt.regs[t]
+	kt.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	// A task whose registers cannot be read still answers: every register
+	// unavailable, the reason in the log.
+	r, err := kt.k.TaskRegisters(t)
+	out := make([]gdbstub.Register, len(gdbRegLayout))
+	for i, l := range gdbRegLayout {
+		out[i].Size = l.size
+		if l.reg >= 0 && r.Known[l.reg] {
+			b := make([]byte, 8)
+			binary.LittleEndian.PutUint64(b, r.Value[l.reg])
+			out[i].Value = b[:l.size]
+		}
+	}
+	kt.mu.Lock()
+	kt.regs[t] = out
+	kt.mu.Unlock()
+	return out, err
+}
+
+func (kt *kernelTarget) ReadMemory(tid gdbstub.ThreadID, addr uint64, p []byte) (int, error) {
+	return kt.k.ReadMemory(kt.byTID[tid], addr, p)
+}
+
+func (kt *kernelTarget) ThreadName(tid gdbstub.ThreadID) string {
+	if t := kt.byTID[tid]; t != nil {
+		return t.Comm
+	}
+	return ""
+}
+
+func (kt *kernelTarget) ThreadExtra(tid gdbstub.ThreadID) string {
+	t := kt.byTID[tid]
+	if t == nil {
+		return ""
+	}
+	s := fmt.Sprintf("pid %d tgid %d state %c cpu %d task 0x%x", t.PID, t.TGID, t.State, t.CPU, t.Addr)
+	if t.OnCPU != nil {
+		s += " [running]"
+	}
+	if t.Panic {
+		s += " [panic]"
+	}
+	return s
+}
+
+func (kt *kernelTarget) ThreadCore(tid gdbstub.ThreadID) (int, bool) {
+	if t := kt.byTID[tid]; t != nil {
+		return t.CPU, true
+	}
+	return 0, false
+}
+
+func (kt *kernelTarget) ExecFile() (string, bool) { return kt.execFile, kt.execFile != "" }
+
+func (kt *kernelTarget) SectionOffsets() (string, bool) { return kt.offsets, kt.offsets != "" }
+
+func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
+	if annex != "target.xml" {
+		return nil, false
+	}
+	return targetXML, true
+}
+
+// targetXML declares amd64 with the registers a dump can hold: the core
+// set, orig_rax and the segment bases.
+var targetXML = func() []byte {
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0"?>
+<!DOCTYPE target SYSTEM "gdb-target.dtd">
+<target version="1.0">
+<architecture>i386:x86-64</architecture>
+<feature name="org.gnu.gdb.i386.core">
+`)
+	types := map[string]string{"rip": "code_ptr", "rsp": "data_ptr", "rbp": "data_ptr", "eflags": "int"}
+	section := func(name string) {
+		b.WriteString("</feature>\n<feature name=\"" + name + "\">\n")
+	}
+	for _, l := range gdbRegLayout {
+		switch l.name {
+		case "orig_rax":
+			section("org.gnu.gdb.i386.linux")
+		case "fs_base":
+			section("org.gnu.gdb.i386.segments")
+		}
+		typ := types[l.name]
+		switch {
+		case typ != "":
+		case strings.HasPrefix(l.name, "st"):
+			typ = "i387_ext"
+		default:
+			typ = "int"
+		}
+		group := ""
+		if l.reg < 0 { // the x87 state, which no dump holds
+			group = ` group="float"`
+		}
+		fmt.Fprintf(&b, "  <reg name=\"%s\" bitsize=\"%d\" type=\"%s\"%s/>\n", l.name, l.size*8, typ, group)
+	}
+	b.WriteString("</feature>\n</target>\n")
+	return b.Bytes()
+}()

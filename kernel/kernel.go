@@ -1,0 +1,437 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
+)
+
+// MaxTasks bounds every walk of the task lists: a corrupted list with a
+// cycle or garbage ends with an error, never a hang.
+const MaxTasks = 1 << 22
+
+// Kernel is the crashed kernel.
+type Kernel struct {
+	Dump    *vmcore.Dump
+	VM      *vmcore.Kernel
+	Vmlinux *symbols.Vmlinux
+	BTF     *symbols.BTF
+	Info    *vmcore.VMCOREINFO
+	KASLR   uint64
+
+	CPUs     []*CPU
+	Tasks    []*Task // running tasks first in CPU order, then by pid
+	PanicCPU int     // -1 when the kernel did not panic (a hypervisor dump)
+	// Warnings are things that could not be read, said once.
+	Warnings []string
+
+	byAddr map[uint64]*Task
+	off    offsets
+	mu     sync.Mutex
+	userAS map[uint64]*vmcore.PageTable
+}
+
+// CPU is one CPU of the machine.
+type CPU struct {
+	ID         int
+	Curr       *Task // rq->curr
+	Idle       *Task // rq->idle
+	Regs       *vmcore.Regs
+	RegsSource string
+	// GSBaseValid says Regs.GSBase is the CPU's real GS base (QEMU's
+	// notes); kdump saves the inactive (user) one.
+	GSBaseValid bool
+}
+
+// Task is one task_struct.
+type Task struct {
+	Addr    uint64
+	PID     int32
+	TGID    int32
+	Comm    string
+	State   byte // ps letter: R S D T t X Z P I
+	CPU     int  // task's CPU (where it last ran)
+	OnCPU   *CPU // the CPU it runs on at the crash, or nil
+	IsIdle  bool // a CPU's idle task (pid 0)
+	Panic   bool // the task that panicked
+	Stack   uint64
+	MM      uint64
+	SP      uint64 // thread.sp
+	Kthread bool
+}
+
+// offsets are the struct layouts this package reads, from BTF.
+type offsets struct {
+	taskTasks, taskPID, taskTGID, taskComm, taskState, taskStack uint64
+	taskSP, taskMM, taskCPU, taskSignal, taskThreadNode         uint64
+	taskExitState, taskFlags                                    uint64
+	signalThreadHead                                            uint64
+	rqCurr, rqIdle                                              uint64
+	mmPGD                                                       uint64
+	frame                                                       map[string]uint64
+	frameSize                                                   uint64
+	hasFrame                                                    bool
+}
+
+// Load builds the model: it reads the per-CPU run queues and walks every
+// task list once.
+func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
+	info, err := d.VMCOREINFO()
+	if err != nil {
+		return nil, err
+	}
+	if !info.HasKernelOffset {
+		return nil, errors.New("VMCOREINFO has no KERNELOFFSET: cannot place the vmlinux symbols")
+	}
+	if bid := v.BuildID(); bid != "" && info.BuildID != "" && !strings.EqualFold(bid, info.BuildID) {
+		return nil, fmt.Errorf("%s (build id %s) is not the kernel of this dump (%s, build id %s)", v.Path(), bid, info.OSRelease, info.BuildID)
+	}
+	vm, err := d.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	b, err := v.BTF()
+	if err != nil {
+		return nil, err
+	}
+	k := &Kernel{Dump: d, VM: vm, Vmlinux: v, BTF: b, Info: info, KASLR: info.KernelOffset,
+		byAddr: map[uint64]*Task{}, userAS: map[uint64]*vmcore.PageTable{}, PanicCPU: -1}
+	if err := k.loadOffsets(); err != nil {
+		return nil, err
+	}
+	if pob, err := k.Symbol("page_offset_base"); err == nil {
+		if base, err := k.ReadU64(pob); err == nil {
+			vm.SetDirectMap(base)
+		}
+	}
+	if err := k.loadCPUs(); err != nil {
+		return nil, err
+	}
+	if err := k.loadTasks(); err != nil {
+		return nil, err
+	}
+	k.loadRegisters()
+	return k, nil
+}
+
+func (k *Kernel) warn(format string, args ...any) {
+	k.Warnings = append(k.Warnings, fmt.Sprintf(format, args...))
+}
+
+func (k *Kernel) loadOffsets() error {
+	b := k.BTF
+	o := &k.off
+	var errs []error
+	get := func(s, m string) uint64 {
+		n, err := b.Offset(s, m)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return n
+	}
+	try := func(s string, ms ...string) uint64 {
+		for _, m := range ms {
+			if n, err := b.Offset(s, m); err == nil {
+				return n
+			}
+		}
+		errs = append(errs, fmt.Errorf("struct %s has none of %v", s, ms))
+		return 0
+	}
+	o.taskTasks = get("task_struct", "tasks")
+	o.taskPID = get("task_struct", "pid")
+	o.taskTGID = get("task_struct", "tgid")
+	o.taskComm = get("task_struct", "comm")
+	o.taskState = try("task_struct", "__state", "state")
+	o.taskStack = get("task_struct", "stack")
+	o.taskSP = get("task_struct", "thread.sp")
+	o.taskMM = get("task_struct", "mm")
+	o.taskCPU = try("task_struct", "cpu", "thread_info.cpu")
+	o.taskSignal = get("task_struct", "signal")
+	o.taskThreadNode = get("task_struct", "thread_node")
+	o.taskExitState = get("task_struct", "exit_state")
+	o.taskFlags = get("task_struct", "flags")
+	o.signalThreadHead = get("signal_struct", "thread_head")
+	o.rqCurr = get("rq", "curr")
+	o.rqIdle = get("rq", "idle")
+	o.mmPGD = get("mm_struct", "pgd")
+	if len(errs) > 0 {
+		return fmt.Errorf("kernel type information: %w", errors.Join(errs...))
+	}
+	// The frame __switch_to_asm leaves at thread.sp (v4.9+); its members
+	// changed over time, so each is looked up by name.
+	if size, err := b.Sizeof("inactive_task_frame"); err == nil {
+		o.frame = map[string]uint64{}
+		for _, m := range []string{"r15", "r14", "r13", "r12", "bx", "bp", "ret_addr"} {
+			if n, err := b.Offset("inactive_task_frame", m); err == nil {
+				o.frame[m] = n
+			}
+		}
+		o.frameSize, o.hasFrame = size, o.frame["ret_addr"] != 0 || len(o.frame) == 7
+	} else {
+		k.warn("no struct inactive_task_frame: sleeping tasks' registers are unknown")
+	}
+	return nil
+}
+
+// Symbol returns a kernel symbol's run-time address.
+func (k *Kernel) Symbol(name string) (uint64, error) {
+	return k.Vmlinux.Address(name, k.KASLR)
+}
+
+// Read reads kernel virtual memory.
+func (k *Kernel) Read(p []byte, addr uint64) error {
+	_, err := k.VM.Read(p, addr)
+	return err
+}
+
+// ReadU64 reads one kernel word.
+func (k *Kernel) ReadU64(addr uint64) (uint64, error) {
+	var b [8]byte
+	if err := k.Read(b[:], addr); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+func (k *Kernel) readU32(addr uint64) (uint32, error) {
+	var b [4]byte
+	if err := k.Read(b[:], addr); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(b[:]), nil
+}
+
+// PerCPU returns the address of per-CPU variable name on cpu.
+func (k *Kernel) PerCPU(name string, cpu int) (uint64, error) {
+	sym, err := k.Symbol(name)
+	if err != nil {
+		return 0, err
+	}
+	off, err := k.perCPUOffset(cpu)
+	if err != nil {
+		return 0, err
+	}
+	return sym + off, nil
+}
+
+func (k *Kernel) perCPUOffset(cpu int) (uint64, error) {
+	base, err := k.Symbol("__per_cpu_offset")
+	if err != nil {
+		return 0, err
+	}
+	return k.ReadU64(base + uint64(cpu)*8)
+}
+
+func (k *Kernel) loadCPUs() error {
+	addr, err := k.Symbol("nr_cpu_ids")
+	if err != nil {
+		return err
+	}
+	n, err := k.readU32(addr)
+	if err != nil {
+		return fmt.Errorf("nr_cpu_ids: %w", err)
+	}
+	_, size, _ := k.Vmlinux.Symbol("__per_cpu_offset")
+	if n == 0 || (size > 0 && uint64(n) > size/8) {
+		return fmt.Errorf("nr_cpu_ids %d is not a CPU count", n)
+	}
+	for cpu := 0; cpu < int(n); cpu++ {
+		k.CPUs = append(k.CPUs, &CPU{ID: cpu})
+	}
+	if a, err := k.Symbol("panic_cpu"); err == nil {
+		if v, err := k.readU32(a); err == nil && int32(v) >= 0 && int(v) < len(k.CPUs) {
+			k.PanicCPU = int(int32(v))
+		}
+	}
+	return nil
+}
+
+// readTask reads the fields of the task_struct at addr.
+func (k *Kernel) readTask(addr uint64) (*Task, error) {
+	if t := k.byAddr[addr]; t != nil {
+		return t, nil
+	}
+	o := &k.off
+	end := max(o.taskComm+16, o.taskPID+4, o.taskTGID+4, o.taskState+4, o.taskStack+8, o.taskSP+8,
+		o.taskMM+8, o.taskCPU+4, o.taskExitState+4, o.taskFlags+4)
+	buf := make([]byte, end)
+	if err := k.Read(buf, addr); err != nil {
+		return nil, fmt.Errorf("task_struct at 0x%x: %w", addr, err)
+	}
+	le := binary.LittleEndian
+	comm := buf[o.taskComm : o.taskComm+16]
+	if i := strings.IndexByte(string(comm), 0); i >= 0 {
+		comm = comm[:i]
+	}
+	t := &Task{
+		Addr:    addr,
+		PID:     int32(le.Uint32(buf[o.taskPID:])),
+		TGID:    int32(le.Uint32(buf[o.taskTGID:])),
+		Comm:    string(comm),
+		Stack:   le.Uint64(buf[o.taskStack:]),
+		MM:      le.Uint64(buf[o.taskMM:]),
+		SP:      le.Uint64(buf[o.taskSP:]),
+		CPU:     int(le.Uint32(buf[o.taskCPU:])),
+		Kthread: le.Uint32(buf[o.taskFlags:])&pfKthread(k) != 0,
+	}
+	t.State = k.stateLetter(le.Uint32(buf[o.taskState:]), le.Uint32(buf[o.taskExitState:]))
+	k.byAddr[addr] = t
+	return t, nil
+}
+
+// pfKthread is PF_KTHREAD; it has been 0x00200000 since 2.6.27, and only
+// labels tasks, so a wrong value cannot corrupt anything.
+func pfKthread(*Kernel) uint32 { return 0x00200000 }
+
+// stateLetter maps __state/exit_state to ps's letter the way the kernel's
+// own task_state_array does: the letter is the first character of
+// task_state_array[fls(state & TASK_REPORT)], read from the dump.
+func (k *Kernel) stateLetter(state, exit uint32) byte {
+	const taskReport = 0x7f
+	v := (state | exit) & taskReport
+	idx := bits.Len32(v)
+	if state&0x402 == 0x402 { // TASK_IDLE = UNINTERRUPTIBLE | NOLOAD
+		return 'I'
+	}
+	if arr, err := k.Symbol("task_state_array"); err == nil {
+		if p, err := k.ReadU64(arr + uint64(idx)*8); err == nil {
+			var c [1]byte
+			if k.Read(c[:], p) == nil && c[0] >= 'A' && c[0] <= 'z' {
+				return c[0]
+			}
+		}
+	}
+	return "RSDTtXZPI"[min(idx, 8)]
+}
+
+// listNext follows list_head.next at addr.
+func (k *Kernel) listNext(addr uint64) (uint64, error) { return k.ReadU64(addr) }
+
+func (k *Kernel) loadTasks() error {
+	o := &k.off
+	initTask, err := k.Symbol("init_task")
+	if err != nil {
+		return err
+	}
+	seen := map[uint64]bool{}
+	var all []*Task
+	add := func(t *Task) {
+		if !seen[t.Addr] {
+			seen[t.Addr] = true
+			all = append(all, t)
+		}
+	}
+	// Thread-group leaders on init_task.tasks, then each group's threads
+	// on signal->thread_head.
+	head := initTask + o.taskTasks
+	leaders := 0
+	for p, err := k.listNext(head); ; p, err = k.listNext(p) {
+		if err != nil {
+			k.warn("task list: %v (the list is cut there)", err)
+			break
+		}
+		if p == head {
+			break
+		}
+		if leaders++; leaders > MaxTasks {
+			k.warn("task list: more than %d entries, a cycle? stopped", MaxTasks)
+			break
+		}
+		leader, err := k.readTask(p - o.taskTasks)
+		if err != nil {
+			k.warn("%v", err)
+			break
+		}
+		if seen[leader.Addr] {
+			k.warn("task list: 0x%x seen twice (a cycle), stopped", leader.Addr)
+			break
+		}
+		add(leader)
+		k.walkThreads(leader, add)
+	}
+	// The idle task of every CPU (only CPU 0's is init_task, on no list)
+	// and what each CPU runs.
+	for _, c := range k.CPUs {
+		rq, err := k.PerCPU("runqueues", c.ID)
+		if err != nil {
+			return err
+		}
+		idle, err1 := k.ReadU64(rq + o.rqIdle)
+		curr, err2 := k.ReadU64(rq + o.rqCurr)
+		if err1 != nil || err2 != nil {
+			k.warn("CPU %d run queue: %v", c.ID, errors.Join(err1, err2))
+			continue
+		}
+		if t, err := k.readTask(idle); err == nil {
+			t.IsIdle = true
+			t.CPU = c.ID
+			c.Idle = t
+			add(t)
+		}
+		if t, err := k.readTask(curr); err == nil {
+			c.Curr = t
+			t.OnCPU = c
+			t.State = 'R'
+			add(t)
+		}
+	}
+	if k.PanicCPU >= 0 && k.CPUs[k.PanicCPU].Curr != nil {
+		k.CPUs[k.PanicCPU].Curr.Panic = true
+	}
+	// Order: running tasks in CPU order, then the rest by pid (idle last).
+	sort.SliceStable(all, func(i, j int) bool {
+		a, b := all[i], all[j]
+		if (a.OnCPU != nil) != (b.OnCPU != nil) {
+			return a.OnCPU != nil
+		}
+		if a.OnCPU != nil {
+			return a.OnCPU.ID < b.OnCPU.ID
+		}
+		if a.IsIdle != b.IsIdle {
+			return !a.IsIdle
+		}
+		if a.IsIdle {
+			return a.CPU < b.CPU
+		}
+		return a.PID < b.PID
+	})
+	k.Tasks = all
+	return nil
+}
+
+func (k *Kernel) walkThreads(leader *Task, add func(*Task)) {
+	o := &k.off
+	sig, err := k.ReadU64(leader.Addr + o.taskSignal)
+	if err != nil || sig == 0 {
+		return
+	}
+	head := sig + o.signalThreadHead
+	n := 0
+	for p, err := k.listNext(head); p != head; p, err = k.listNext(p) {
+		if err != nil {
+			k.warn("threads of pid %d: %v", leader.PID, err)
+			return
+		}
+		if n++; n > MaxTasks {
+			k.warn("threads of pid %d: more than %d, a cycle? stopped", leader.PID, MaxTasks)
+			return
+		}
+		t, err := k.readTask(p - o.taskThreadNode)
+		if err != nil {
+			k.warn("%v", err)
+			return
+		}
+		add(t)
+	}
+}
+
+// TaskByAddr returns the task at a task_struct address.
+func (k *Kernel) TaskByAddr(addr uint64) *Task { return k.byAddr[addr] }
