@@ -9,7 +9,7 @@ FUZZTIME ?= 3s
 FUZZ_TARGETS := \
 	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
 	./vmcore:FuzzFlattened ./vmcore:FuzzDecompress ./vmcore:FuzzPageTableWalk \
-	./symbols:FuzzBTF
+	./symbols:FuzzBTF ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload
 
 .PHONY: all build sample fixtures test unit fuzz-smoke fuzz bench clean
 

@@ -1,0 +1,388 @@
+package gdbstub
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeTarget has three threads and 64 KiB of memory at 0x1000 whose byte
+// at a is byte(a).
+type fakeTarget struct{}
+
+func (fakeTarget) Threads() []ThreadID          { return []ThreadID{7, 1, 0x400001} }
+func (fakeTarget) StopThread() ThreadID         { return 7 }
+func (fakeTarget) HasThread(t ThreadID) bool    { return t == 7 || t == 1 || t == 0x400001 }
+func (fakeTarget) ThreadName(t ThreadID) string { return fmt.Sprintf("task<%d>&\"", t) }
+func (fakeTarget) ThreadExtra(t ThreadID) string {
+	return fmt.Sprintf("pid %d", t)
+}
+func (fakeTarget) ThreadCore(t ThreadID) (int, bool) { return int(t % 2), true }
+func (fakeTarget) Registers(t ThreadID) ([]Register, error) {
+	return []Register{{Value: []byte{byte(t), 0, 0, 0, 0, 0, 0, 0}, Size: 8}, {Size: 4}}, nil
+}
+func (fakeTarget) ReadMemory(t ThreadID, addr uint64, p []byte) (int, error) {
+	for i := range p {
+		a := addr + uint64(i)
+		if a < 0x1000 || a >= 0x11000 {
+			return i, fmt.Errorf("unmapped 0x%x", a)
+		}
+		p[i] = byte(a)
+	}
+	return len(p), nil
+}
+func (fakeTarget) TargetXML(annex string) ([]byte, bool) {
+	if annex == "target.xml" {
+		return []byte(strings.Repeat("<target>#$}*</target>", 50)), true
+	}
+	return nil, false
+}
+
+// client is a minimal RSP client over a pipe.
+type client struct {
+	t   *testing.T
+	c   net.Conn
+	r   *bufio.Reader
+	ack bool
+}
+
+// newClient connects a client to a new session over loopback TCP (a
+// synchronous net.Pipe would deadlock when both ends write at once, which
+// real sockets buffer).
+func newClient(t *testing.T) (*client, chan error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- NewSession(fakeTarget{}, b, nil).Serve(); b.Close() }()
+	t.Cleanup(func() { a.Close() })
+	return &client{t: t, c: a, r: bufio.NewReader(a), ack: true}, done
+}
+
+func (c *client) raw(s string) {
+	c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.c.Write([]byte(s)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// recv reads one packet (skipping acks), checks its checksum and undoes
+// escapes.
+func (c *client) recv() string {
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		b, err := c.r.ReadByte()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if b == '+' || b == '-' {
+			continue
+		}
+		if b != '$' {
+			c.t.Fatalf("unexpected byte %q", b)
+		}
+		break
+	}
+	data, err := c.r.ReadBytes('#')
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	data = data[:len(data)-1]
+	var cs [2]byte
+	io.ReadFull(c.r, cs[:])
+	var sum byte
+	for _, x := range data {
+		sum += x
+	}
+	if fmt.Sprintf("%02x", sum) != string(cs[:]) {
+		c.t.Fatalf("bad checksum from stub on %q", data)
+	}
+	if c.ack {
+		c.raw("+")
+	}
+	out, err := decodePayload(data)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(out)
+}
+
+func (c *client) cmd(p string) string {
+	c.raw(string(frame(nil, []byte(p))))
+	return c.recv()
+}
+
+func TestPackets(t *testing.T) {
+	c, _ := newClient(t)
+	for _, tc := range []struct{ in, want string }{
+		{"qSupported:multiprocess+;xmlRegisters=i386", "PacketSize=20000;QStartNoAckMode+;qXfer:threads:read+;vContSupported+;qXfer:features:read+"},
+		{"vMustReplyEmpty", ""},
+		{"?", "T05thread:7;core:1;"},
+		{"qC", "QC7"},
+		{"qfThreadInfo", "m7,1,400001"},
+		{"qsThreadInfo", "l"},
+		{"qAttached", "1"},
+		{"T1", "OK"},
+		{"T2", "E01"},
+		{"Hg1", "OK"},
+		{"g", "0100000000000000xxxxxxxx"},
+		{"p0", "0100000000000000"},
+		{"p1", "xxxxxxxx"},
+		{"p9", "E16"},
+		{"Hgp1.400001", "OK"},
+		{"g", "0100000000000000xxxxxxxx"},
+		{"Hg0", "OK"},
+		{"m1000,4", "00010203"},
+		{"m10ffe,4", "feff"},
+		{"m0,4", "E14"},
+		{"M1000,1:00", "E01"},
+		{"X1000,0:", "E01"},
+		{"Z0,1000,1", "E01"},
+		{"qThreadExtraInfo,1", hex.EncodeToString([]byte("pid 1"))},
+		{"qOffsets", ""},
+		{"qRcmd,68656c70", ""},
+		{"qSymbol::", "OK"},
+		{"qTStatus", ""},
+		{"vCont?", "vCont;c;C;s;S"},
+		{"unknown-packet", ""},
+	} {
+		if got := c.cmd(tc.in); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// Resuming is refused with console output, then the same stop.
+	c.raw(string(frame(nil, []byte("vCont;c"))))
+	if o := c.recv(); !strings.HasPrefix(o, "O") {
+		t.Fatalf("resume: %q, want an O packet", o)
+	}
+	if s := c.recv(); s != "T05thread:7;core:1;" {
+		t.Fatalf("resume stop reply %q", s)
+	}
+	// An interrupt byte gets a stop reply too.
+	c.raw("\x03")
+	if s := c.recv(); !strings.HasPrefix(s, "T05") {
+		t.Fatalf("interrupt: %q", s)
+	}
+}
+
+func TestQXferChunksAndEscapes(t *testing.T) {
+	c, _ := newClient(t)
+	want, _ := fakeTarget{}.TargetXML("target.xml")
+	var got []byte
+	for off := 0; ; {
+		r := c.cmd(fmt.Sprintf("qXfer:features:read:target.xml:%x,%x", off, 100))
+		if r == "" || (r[0] != 'm' && r[0] != 'l') {
+			t.Fatalf("reply %q", r)
+		}
+		got = append(got, r[1:]...)
+		off += len(r) - 1
+		if r[0] == 'l' {
+			break
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("target.xml differs:\n%q\n%q", got, want)
+	}
+	if r := c.cmd("qXfer:features:read:other.xml:0,100"); r != "" {
+		t.Fatalf("unknown annex: %q", r)
+	}
+	x := c.cmd("qXfer:threads:read::0,ffff")
+	for _, s := range []string{`<thread id="7" core="1" name="task&lt;7&gt;&amp;&quot;">pid 7</thread>`, `<thread id="400001"`} {
+		if !strings.Contains(x, s) {
+			t.Fatalf("threads XML lacks %q:\n%s", s, x)
+		}
+	}
+}
+
+func TestFraming(t *testing.T) {
+	c, _ := newClient(t)
+	// Bad checksum: NAK, and the session goes on.
+	c.raw("$qC#00")
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := c.r.ReadByte(); b != '-' {
+		t.Fatalf("bad checksum answered %q, want '-'", b)
+	}
+	if got := c.cmd("qC"); got != "QC7" {
+		t.Fatalf("after a bad packet: %q", got)
+	}
+	// A packet cut short by a new '$' is dropped; the new one is served.
+	c.raw("$m10")
+	if got := c.cmd("qC"); got != "QC7" {
+		t.Fatalf("after a truncated packet: %q", got)
+	}
+	// Escapes and run-length encoding on input.
+	c.raw(string(frameRaw("m1}\x1000,4")))
+	if got := c.recv(); got != "00010203" {
+		t.Fatalf("escaped input: %q", got)
+	}
+	c.raw(string(frameRaw("m10* ,4"))) // '*' ' ' repeats '0' three more times: m10000,4
+	if got := c.recv(); got != "00010203" {
+		t.Fatalf("run-length input: %q", got)
+	}
+	// Noise between packets is ignored.
+	c.raw("garbage\x00\xff")
+	if got := c.cmd("qC"); got != "QC7" {
+		t.Fatalf("after noise: %q", got)
+	}
+	// NAK makes the stub resend its last packet.
+	c.raw(string(frame(nil, []byte("qC"))))
+	if got := c.recv(); got != "QC7" {
+		t.Fatal(got)
+	}
+	c.raw("-")
+	if got := c.recv(); got != "QC7" {
+		t.Fatalf("resend after NAK: %q", got)
+	}
+	// An oversized packet is refused, the next one served.
+	c.raw("$" + strings.Repeat("a", MaxPacketSize+10) + "#00")
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := c.r.ReadByte(); b != '-' {
+		t.Fatalf("oversized answered %q", b)
+	}
+	if got := c.cmd("qC"); got != "QC7" {
+		t.Fatalf("after oversized: %q", got)
+	}
+	// No-ack mode: the stub stops sending '+'.
+	if got := c.cmd("QStartNoAckMode"); got != "OK" {
+		t.Fatal(got)
+	}
+	c.ack = false
+	c.raw(string(frame(nil, []byte("qC"))))
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := c.r.ReadByte(); b != '$' {
+		t.Fatalf("no-ack mode: got %q before the reply", b)
+	}
+	c.r.UnreadByte()
+	if got := c.recv(); got != "QC7" {
+		t.Fatal(got)
+	}
+}
+
+// frameRaw frames an already-encoded payload (escapes kept as given).
+func frameRaw(p string) []byte {
+	var sum byte
+	for i := 0; i < len(p); i++ {
+		sum += p[i]
+	}
+	return []byte(fmt.Sprintf("$%s#%02x", p, sum))
+}
+
+func TestRLEDecode(t *testing.T) {
+	got, err := decodePayload([]byte("0* "))
+	if err != nil || string(got) != "0000" {
+		t.Fatalf("rle: %q %v", got, err)
+	}
+	got, err = decodePayload([]byte("x}]y"))
+	if err != nil || string(got) != "x}y" {
+		t.Fatalf("escape: %q %v", got, err)
+	}
+	for _, bad := range []string{"}", "*a", "a*"} {
+		if _, err := decodePayload([]byte(bad)); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
+
+func TestDetachAndKill(t *testing.T) {
+	for _, p := range []string{"D", "vKill;1"} {
+		c, done := newClient(t)
+		if got := c.cmd(p); got != "OK" {
+			t.Fatalf("%s: %q", p, got)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not end the session", p)
+		}
+	}
+	c, done := newClient(t)
+	c.raw(string(frame(nil, []byte("k"))))
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("k did not end the session")
+	}
+}
+
+// Many clients at once; one that sends garbage and vanishes harms none.
+func TestServerClients(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Target: fakeTarget{}}
+	go srv.Serve(l)
+	defer l.Close()
+	bad, _ := net.Dial("tcp", l.Addr().String())
+	bad.Write([]byte("$$$###\x03garbage$m1000,ffffffff#zz"))
+	bad.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			c := &client{t: t, c: conn, r: bufio.NewReader(conn), ack: true}
+			for j := 0; j < 10; j++ {
+				if got := c.cmd("m1000,10"); got != "000102030405060708090a0b0c0d0e0f" {
+					errs <- fmt.Errorf("got %q", got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func FuzzSession(f *testing.F) {
+	f.Add([]byte("$qSupported#37$g#67$m1000,10#f1"))
+	f.Add([]byte("+$qXfer:threads:read::0,10#00\x03$QStartNoAckMode#b0$m1*\"0,4#00"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		s := NewSession(fakeTarget{}, struct {
+			io.Reader
+			io.Writer
+		}{bytes.NewReader(in), &out}, nil)
+		s.Serve()
+	})
+}
+
+func FuzzDecodePayload(f *testing.F) {
+	f.Add([]byte("0* }]"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := decodePayload(in)
+		if err == nil && len(out) > MaxPacketSize+len(in) {
+			t.Fatalf("expanded to %d bytes", len(out))
+		}
+	})
+}
