@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
@@ -12,7 +13,7 @@ func load(t testing.TB, files ...string) *Kernel {
 	t.Helper()
 	var paths []string
 	for _, f := range files {
-		paths = append(paths, fixtures.Path(t, f))
+		paths = append(paths, fixtures.Path(t, strings.Split(f, "/")...))
 	}
 	d, err := vmcore.Open(paths...)
 	if err != nil {
@@ -31,13 +32,145 @@ func load(t testing.TB, files ...string) *Kernel {
 	return k
 }
 
-func TestDump(t *testing.T) {
-	k := load(t, "oom/vmcore.lzo")
-	for _, w := range k.Warnings {
-		t.Log("warning:", w)
+func (k *Kernel) symbolAt(addr uint64) string {
+	name, _, _ := k.Vmlinux.SymbolAt(addr - k.KASLR)
+	return name
+}
+
+func TestModel(t *testing.T) {
+	for _, c := range []struct {
+		files []string
+		kdump bool
+	}{
+		{[]string{"oom/vmcore.lzo"}, true},
+		{[]string{"oom/vmcore.split.1", "oom/vmcore.split.2"}, true},
+		{[]string{"qemu57/vmcore.elf"}, false},
+		{[]string{"qemu57/vmcore.kdump-zlib"}, false},
+	} {
+		t.Run(c.files[0], func(t *testing.T) {
+			k := load(t, c.files...)
+			if len(k.Warnings) > 0 {
+				t.Errorf("warnings: %q", k.Warnings)
+			}
+			// nr_threads counts every task but the idle ones.
+			a, err := k.Symbol("nr_threads")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := k.readU32(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(k.Tasks) != int(n)+len(k.CPUs) {
+				t.Fatalf("%d tasks, but nr_threads %d + %d CPUs", len(k.Tasks), n, len(k.CPUs))
+			}
+			for i, cpu := range k.CPUs {
+				if k.Tasks[i] != cpu.Curr || cpu.Curr.OnCPU != cpu {
+					t.Fatalf("task %d is not CPU %d's", i, i)
+				}
+				if cpu.Regs == nil {
+					t.Fatalf("CPU %d has no registers", i)
+				}
+				if cpu.GSBaseValid == c.kdump {
+					t.Errorf("CPU %d: gs_base valid %v in a kdump=%v dump", i, cpu.GSBaseValid, c.kdump)
+				}
+				if cpu.Idle == nil || cpu.Idle.PID != 0 || !cpu.Idle.IsIdle {
+					t.Fatalf("CPU %d idle task %+v", i, cpu.Idle)
+				}
+			}
+			if c.kdump {
+				if k.PanicCPU < 0 {
+					t.Fatal("no panic CPU in a kdump")
+				}
+				p := k.CPUs[k.PanicCPU].Curr
+				if !p.Panic || p.Comm != "stress" {
+					t.Fatalf("panicking task %+v", p)
+				}
+				// The kdump's NT_PRSTATUS notes name the same pid.
+				found := false
+				for _, n := range k.Dump.PRStatus() {
+					found = found || n.PID == p.PID
+				}
+				if !found {
+					t.Fatalf("pid %d is in no NT_PRSTATUS note", p.PID)
+				}
+				r, _ := k.TaskRegisters(p)
+				if fn := k.symbolAt(r.Value[RIP]); fn != "__crash_kexec" && fn != "crash_setup_regs" {
+					t.Errorf("panicking CPU stopped in %q, want the kdump entry", fn)
+				}
+			} else if k.PanicCPU != -1 {
+				t.Errorf("a hypervisor dump of a running guest has panic CPU %d", k.PanicCPU)
+			}
+			// Every sleeping task resumes inside the scheduler, with its
+			// stack pointer inside its own kernel stack.
+			sleeping := 0
+			for _, task := range k.Tasks {
+				if task.OnCPU != nil {
+					continue
+				}
+				r, err := k.TaskRegisters(task)
+				if err != nil {
+					t.Fatalf("pid %d: %v", task.PID, err)
+				}
+				fn := k.symbolAt(r.Value[RIP])
+				if fn != "__schedule" && fn != "schedule" && !strings.HasPrefix(fn, "ret_from_fork") {
+					t.Errorf("pid %d %s resumes in %q", task.PID, task.Comm, fn)
+				}
+				if !task.IsIdle && (r.Value[RSP] < task.Stack || r.Value[RSP] >= task.Stack+4*4096*2) {
+					t.Errorf("pid %d rsp 0x%x outside its stack 0x%x", task.PID, r.Value[RSP], task.Stack)
+				}
+				for _, reg := range []Reg{RAX, RCX, EFLAGS, CS} {
+					if r.Known[reg] {
+						t.Errorf("pid %d: %v claimed known for a sleeping task", task.PID, reg)
+					}
+				}
+				sleeping++
+			}
+			if sleeping < 20 {
+				t.Fatalf("only %d sleeping tasks", sleeping)
+			}
+			// User memory through mm->pgd. A stress worker caught in user
+			// mode is inside memset(chunk, pat, ...): the byte before RDI is
+			// the fill byte in AL.
+			userChecked := 0
+			for _, cpu := range k.CPUs {
+				task := cpu.Curr
+				r := cpu.Regs
+				if task.Comm != "stress" || r.CS&3 != 3 {
+					continue
+				}
+				buf := make([]byte, 1)
+				if _, err := k.ReadMemory(task, r.RDI-1, buf); err != nil {
+					t.Fatalf("pid %d user memory at 0x%x: %v", task.PID, r.RDI-1, err)
+				}
+				if buf[0] != byte(r.RAX) {
+					t.Fatalf("pid %d: byte before rdi 0x%x is 0x%x, memset is writing 0x%x", task.PID, r.RDI, buf[0], byte(r.RAX))
+				}
+				userChecked++
+			}
+			if !c.kdump && userChecked == 0 {
+				t.Fatal("no stress worker caught in user mode in the hypervisor dump")
+			}
+		})
 	}
-	for _, task := range k.Tasks {
-		r, err := k.TaskRegisters(task)
-		t.Logf("%6d %6d %c cpu%d %-16s oncpu=%v idle=%v panic=%v rip=%x rsp=%x %v", task.PID, task.TGID, task.State, task.CPU, task.Comm, task.OnCPU != nil, task.IsIdle, task.Panic, r.Value[RIP], r.Value[RSP], err)
+}
+
+func TestWrongVmlinuxRefused(t *testing.T) {
+	d, err := vmcore.Open(fixtures.Path(t, "oom", "vmcore.lzo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	vi, _ := d.VMCOREINFO()
+	orig := vi.BuildID
+	vi.BuildID = strings.Repeat("0", 40)
+	defer func() { vi.BuildID = orig }()
+	v, err := symbols.Open(fixtures.Path(t, "kernel", "vmlinux"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := Load(d, v); err == nil || !strings.Contains(err.Error(), "is not the kernel of this dump") {
+		t.Fatalf("a vmlinux with another build id was accepted: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
+	"sync"
 )
 
 // ErrNoSymbol is returned for a name the symbol table does not have.
@@ -20,6 +22,9 @@ type Vmlinux struct {
 	elf  *elf.File
 	syms map[string]elf.Symbol
 	btf  *BTF
+
+	sortOnce sync.Once
+	sorted   []elf.Symbol
 }
 
 // Open opens a vmlinux read-only and loads its symbol table.
@@ -151,4 +156,26 @@ func (v *Vmlinux) BuildID() string {
 		}
 	}
 	return ""
+}
+
+// SymbolAt names the function or object whose link-time range holds addr,
+// as "name+0xoff"; ok is false when none does.
+func (v *Vmlinux) SymbolAt(addr uint64) (name string, off uint64, ok bool) {
+	v.sortOnce.Do(func() {
+		for _, s := range v.syms {
+			if t := elf.ST_TYPE(s.Info); (t == elf.STT_FUNC || t == elf.STT_OBJECT) && s.Value != 0 {
+				v.sorted = append(v.sorted, s)
+			}
+		}
+		sort.Slice(v.sorted, func(i, j int) bool { return v.sorted[i].Value < v.sorted[j].Value })
+	})
+	i := sort.Search(len(v.sorted), func(i int) bool { return v.sorted[i].Value > addr }) - 1
+	if i < 0 {
+		return "", 0, false
+	}
+	s := v.sorted[i]
+	if addr-s.Value >= max(s.Size, 1) {
+		return "", 0, false
+	}
+	return s.Name, addr - s.Value, true
 }
