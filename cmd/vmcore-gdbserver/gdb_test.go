@@ -1,0 +1,553 @@
+package main
+
+// End-to-end tests: Debian's gdb 13 against the server on the real dumps.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
+)
+
+type gdbFixture struct {
+	name  string
+	files []string
+	kdump bool // a real kdump (panic), not a hypervisor dump
+}
+
+var gdbFixtures = []gdbFixture{
+	{"oom-lzo", []string{"oom/vmcore.lzo"}, true},
+	{"oom-elf", []string{"oom/vmcore.elf"}, true},
+	{"oom-split", []string{"oom/vmcore.split.1", "oom/vmcore.split.2"}, true},
+	{"qemu57-elf", []string{"qemu57/vmcore.elf"}, false},
+	{"qemu57-kdump", []string{"qemu57/vmcore.kdump-zlib"}, false},
+}
+
+func (f gdbFixture) paths(t testing.TB) []string {
+	var p []string
+	for _, x := range f.files {
+		p = append(p, fixtures.Path(t, strings.Split(x, "/")...))
+	}
+	return p
+}
+
+func requireGDB(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("gdb")
+	if err != nil {
+		t.Fatal("gdb is required for these tests (Debian's gdb 13): ", err)
+	}
+	return p
+}
+
+// serverCmd is the `target remote | ...` command line.
+func serverCmd(vmlinux string, dumps []string, extra ...string) string {
+	args := append([]string{cliBinary, "serve", "--stdio"}, extra...)
+	args = append(args, vmlinux)
+	args = append(args, dumps...)
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// runGDB runs gdb in batch mode on the vmlinux, connected over stdio.
+func runGDB(t testing.TB, f gdbFixture, cmds ...string) string {
+	t.Helper()
+	gdb := requireGDB(t)
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	args := []string{"-q", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0", vmlinux,
+		"-ex", "target remote | " + serverCmd(vmlinux, f.paths(t))}
+	for _, c := range cmds {
+		args = append(args, "-ex", c)
+	}
+	return runCmd(t, gdb, args...)
+}
+
+func runCmd(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, tail(string(out), 40))
+	}
+	return string(out)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type gdbThread struct {
+	num      int
+	tid      uint64
+	name     string
+	pid      int
+	state    string
+	cpu      int
+	task     string
+	running  bool
+	panic    bool
+	selected bool
+}
+
+var threadLine = regexp.MustCompile(`^(\*)?\s*(\d+)\s+Thread (\d+) "([^"]*)" \(pid (\d+) tgid (\d+) state (\S) cpu (\d+) task (0x[0-9a-f]+)([^)]*)\)`)
+
+func parseThreads(out string) []gdbThread {
+	var ts []gdbThread
+	for _, line := range strings.Split(out, "\n") {
+		m := threadLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		num, _ := strconv.Atoi(m[2])
+		tid, _ := strconv.ParseUint(m[3], 10, 64)
+		pid, _ := strconv.Atoi(m[5])
+		cpu, _ := strconv.Atoi(m[8])
+		ts = append(ts, gdbThread{num: num, tid: tid, name: m[4], pid: pid, state: m[7], cpu: cpu, task: m[9],
+			running: strings.Contains(m[10], "[running]"), panic: strings.Contains(m[10], "[panic]"), selected: m[1] == "*"})
+	}
+	return ts
+}
+
+// frames splits a backtrace into function names, one per frame.
+var frameLine = regexp.MustCompile(`^#(\d+)\s+(?:0x[0-9a-f]+ in )?(\S+) \(`)
+
+func frameFuncs(bt string) []string {
+	var fs []string
+	for _, line := range strings.Split(bt, "\n") {
+		if m := frameLine.FindStringSubmatch(line); m != nil {
+			fs = append(fs, m[2])
+		}
+	}
+	return fs
+}
+
+// consoleTrace returns the functions of the kernel's own panic backtrace
+// in the fixture's serial log, from panic() outward, without unreliable
+// ("? ") entries and compiler suffixes (.cold, .constprop.0).
+func consoleTrace(t testing.TB) []string {
+	data, err := os.ReadFile(fixtures.Path(t, "oom", "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i := strings.Index(s, "Kernel panic - not syncing")
+	if i < 0 {
+		t.Fatal("console log has no panic")
+	}
+	var fns []string
+	started := false
+	sc := bufio.NewScanner(strings.NewReader(s[i:]))
+	entry := regexp.MustCompile(`\]\s+(\?\s+)?([A-Za-z_][\w.]*)\+0x`)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, "</TASK>") {
+			break
+		}
+		m := entry.FindStringSubmatch(line)
+		if m == nil || m[1] != "" {
+			continue
+		}
+		fn := strings.SplitN(m[2], ".", 2)[0]
+		if fn == "panic" {
+			started = true
+		}
+		if started {
+			fns = append(fns, fn)
+		}
+	}
+	if len(fns) < 5 {
+		t.Fatalf("could not read the panic backtrace from the console log: %v", fns)
+	}
+	return fns
+}
+
+func isSubsequence(want, got []string) bool {
+	j := 0
+	for _, g := range got {
+		if j < len(want) && g == want[j] {
+			j++
+		}
+	}
+	return j == len(want)
+}
+
+// drgnTasks lists (pid, comm) of every task with drgn, where drgn can
+// read the dump (ELF kdumps).
+func drgnTasks(t testing.TB, dump string) map[int]string {
+	t.Helper()
+	drgn, err := exec.LookPath("drgn")
+	if err != nil {
+		t.Fatal("drgn (python3-drgn) is required: it cross-checks the task list; `make test` installs it")
+	}
+	script := filepath.Join(t.TempDir(), "tasks.py")
+	os.WriteFile(script, []byte(`from drgn.helpers.linux.pid import for_each_task
+for t in for_each_task(prog):
+    print(int(t.pid), t.comm.string_().decode())
+`), 0o644)
+	out := runCmd(t, drgn, "-q", "-c", dump, "-s", fixtures.Path(t, "kernel", "vmlinux"), script)
+	m := map[int]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.SplitN(line, " ", 2)
+		pid, err := strconv.Atoi(f[0])
+		if err != nil || len(f) != 2 {
+			t.Fatalf("drgn output %q", line)
+		}
+		m[pid] = f[1]
+	}
+	return m
+}
+
+var printValue = regexp.MustCompile(`(?m)^\$\d+ = (.*)$`)
+
+func TestGDBSession(t *testing.T) {
+	consoleFns := consoleTrace(t)
+	for _, f := range gdbFixtures {
+		t.Run(f.name, func(t *testing.T) {
+			out := runGDB(t, f, "info threads", "echo ==BT==\\n", "bt", "echo ==ALL==\\n", "thread apply all bt",
+				"echo ==VALUES==\\n", "p nr_threads", "p jiffies_64", "p init_uts_ns.name.release")
+			if strings.Contains(out, "Cannot access memory") {
+				t.Errorf("gdb could not read memory:\n%s", grepLines(out, "Cannot access memory"))
+			}
+			threadsOut, rest, _ := strings.Cut(out, "==BT==")
+			btOut, rest, _ := strings.Cut(rest, "==ALL==")
+			allOut, valuesOut, _ := strings.Cut(rest, "==VALUES==")
+
+			// Threads: every task plus one idle task per CPU, named by comm.
+			ts := parseThreads(threadsOut)
+			vals := printValue.FindAllStringSubmatch(valuesOut, -1)
+			if len(vals) != 3 {
+				t.Fatalf("values: %q", valuesOut)
+			}
+			nrThreads, _ := strconv.Atoi(vals[0][1])
+			idle := 0
+			for _, th := range ts {
+				if th.pid == 0 {
+					idle++
+					if !strings.HasPrefix(th.name, "swapper/") || th.tid != uint64(idleThreadBase+th.cpu) {
+						t.Errorf("idle thread %+v", th)
+					}
+				} else if th.tid != uint64(th.pid) {
+					t.Errorf("thread id %d is not pid %d", th.tid, th.pid)
+				}
+			}
+			if len(ts) == 0 || len(ts) != nrThreads+idle || idle != 2 {
+				t.Fatalf("%d threads, kernel nr_threads %d + %d idle:\n%s", len(ts), nrThreads, idle, threadsOut)
+			}
+			for i := 0; i < idle; i++ {
+				if !ts[i].running || ts[i].cpu != i || ts[i].num != i+1 {
+					t.Errorf("gdb thread %d should be CPU %d's task: %+v", i+1, i, ts[i])
+				}
+			}
+			// The selected thread is the panicking task.
+			var sel gdbThread
+			for _, th := range ts {
+				if th.selected {
+					sel = th
+				}
+			}
+			if f.kdump && (!sel.panic || sel.name != "stress") {
+				t.Fatalf("selected thread %+v is not the panicking stress task", sel)
+			}
+			if f.kdump {
+				fns := frameFuncs(btOut)
+				if !isSubsequence(consoleFns, fns) {
+					t.Fatalf("bt of the panicking task\n  %v\ndoes not follow the kernel's own trace\n  %v", fns, consoleFns)
+				}
+			}
+			// thread apply all bt: every sleeping task starts in the
+			// scheduler and has at least 3 frames.
+			blocks := strings.Split(allOut, "\nThread ")
+			checked := 0
+			for _, b := range blocks[1:] {
+				m := regexp.MustCompile(`^\d+ \(Thread (\d+) `).FindStringSubmatch(b)
+				if m == nil {
+					continue
+				}
+				tid, _ := strconv.ParseUint(m[1], 10, 64)
+				var th *gdbThread
+				for i := range ts {
+					if ts[i].tid == tid {
+						th = &ts[i]
+					}
+				}
+				if th == nil || th.running {
+					continue
+				}
+				fns := frameFuncs(b)
+				if len(fns) < 3 || (fns[0] != "context_switch" && fns[0] != "__schedule" && fns[0] != "schedule") {
+					t.Errorf("thread %d (%s): bt %v does not start in the scheduler", tid, th.name, fns)
+				}
+				checked++
+			}
+			if checked != len(ts)-2 {
+				t.Errorf("thread apply all bt covered %d sleeping threads of %d", checked, len(ts)-2)
+			}
+			// Values are the dump's, not the vmlinux file's.
+			jiffies := vals[1][1]
+			if want := dumpU64(t, f, "jiffies_64"); jiffies != strconv.FormatUint(want, 10) {
+				t.Errorf("p jiffies_64 = %s, the dump holds %d", jiffies, want)
+			}
+			d, _ := vmcore.Open(f.paths(t)...)
+			vi, _ := d.VMCOREINFO()
+			d.Close()
+			if !strings.HasPrefix(vals[2][1], `"`+vi.OSRelease+`"`) {
+				t.Errorf("release %s, want %q", vals[2][1], vi.OSRelease)
+			}
+			// drgn agrees on the task list where it can read the dump.
+			if f.name == "oom-elf" {
+				want := drgnTasks(t, f.paths(t)[0])
+				got := map[int]string{}
+				for _, th := range ts {
+					if th.pid != 0 {
+						got[th.pid] = th.name
+					}
+				}
+				if fmt.Sprint(sortedMap(got)) != fmt.Sprint(sortedMap(want)) {
+					t.Errorf("tasks differ from drgn's:\n ours %v\ndrgn %v", sortedMap(got), sortedMap(want))
+				}
+			}
+		})
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func sortedMap(m map[int]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%d:%s", k, v))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dumpU64 reads a kernel variable straight from the dump.
+func dumpU64(t testing.TB, f gdbFixture, sym string) uint64 {
+	d, err := vmcore.Open(f.paths(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	v, err := symbols.Open(fixtures.Path(t, "kernel", "vmlinux"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	vi, _ := d.VMCOREINFO()
+	addr, err := v.Address(sym, vi.KernelOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := d.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	if _, err := k.Read(b[:], addr); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// The `gdb` subcommand places per-CPU symbols right: the task found via
+// current_task + __per_cpu_offset[N] is the one gdb lists for CPU N.
+func TestGDBWrapperPerCPU(t *testing.T) {
+	requireGDB(t)
+	for _, f := range []gdbFixture{gdbFixtures[0], gdbFixtures[3]} {
+		t.Run(f.name, func(t *testing.T) {
+			vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+			args := append([]string{"gdb", vmlinux}, f.paths(t)...)
+			args = append(args, "--", "-batch", "-nx", "-ex", "set pagination off", "-ex", "info threads 1-2", "-ex", "p jiffies_64")
+			for cpu := 0; cpu < 2; cpu++ {
+				args = append(args, "-ex", fmt.Sprintf("p (*(struct task_struct **)((char *)&current_task + __per_cpu_offset[%d]))->comm", cpu))
+			}
+			out := runCmd(t, cliBinary, args...)
+			ts := parseThreads(out)
+			vals := printValue.FindAllStringSubmatch(out, -1)
+			if len(ts) != 2 || len(vals) != 3 {
+				t.Fatalf("unexpected output:\n%s", out)
+			}
+			if vals[0][1] != strconv.FormatUint(dumpU64(t, f, "jiffies_64"), 10) {
+				t.Errorf("jiffies_64 %s is not the dump's", vals[0][1])
+			}
+			for cpu := 0; cpu < 2; cpu++ {
+				if !strings.HasPrefix(vals[cpu+1][1], `"`+ts[cpu].name+`\000`) {
+					t.Errorf("CPU %d: per-CPU current_task is %s, gdb lists %q", cpu, vals[cpu+1][1], ts[cpu].name)
+				}
+			}
+		})
+	}
+}
+
+// What VS Code's cppdbg does over gdb/MI.
+func TestGDBMI(t *testing.T) {
+	gdb := requireGDB(t)
+	f := gdbFixtures[0]
+	addr, stop := startTCPServer(t, f)
+	defer stop()
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	cmd := exec.Command(gdb, "--interpreter=mi3", "-q", "-nx", vmlinux)
+	cmd.Stdin = strings.NewReader(strings.Join([]string{
+		"-gdb-set pagination off",
+		"-target-select remote " + addr,
+		"-thread-info",
+		"-stack-list-frames --thread 1",
+		"-stack-list-frames --thread 3 0 5",
+		"-data-evaluate-expression jiffies_64",
+		"-data-evaluate-expression init_uts_ns.name.sysname",
+		"-gdb-exit", ""}, "\n"))
+	outB, err := cmd.CombinedOutput()
+	out := string(outB)
+	if err != nil {
+		t.Fatalf("gdb/MI: %v\n%s", err, tail(out, 30))
+	}
+	for _, want := range []string{
+		`^connected`,
+		`target-id="Thread 96"`,
+		`name="stress"`,
+		`func="crash_setup_regs"`,
+		`func="panic"`,
+		`func="context_switch"`,
+		`^done,value="` + strconv.FormatUint(dumpU64(t, f, "jiffies_64"), 10) + `"`,
+		`\"Linux\"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("MI output lacks %s", want)
+		}
+	}
+	if strings.Contains(out, "^error") {
+		t.Errorf("MI errors:\n%s", grepLines(out, "^error"))
+	}
+}
+
+func startTCPServer(t testing.TB, f gdbFixture) (string, func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	args := append([]string{"serve", "--listen", addr, fixtures.Path(t, "kernel", "vmlinux")}, f.paths(t)...)
+	cmd := exec.Command(cliBinary, args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "connect with:") {
+				ready <- sc.Text()
+			}
+		}
+	}()
+	select {
+	case line := <-ready:
+		if !strings.Contains(line, "target remote "+addr) {
+			t.Fatalf("ready line %q does not give the gdb command", line)
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("server did not get ready")
+	}
+	return addr, func() { cmd.Process.Kill(); cmd.Wait() }
+}
+
+// Two gdb clients at once on one server get the same answers.
+func TestGDBTwoClients(t *testing.T) {
+	gdb := requireGDB(t)
+	f := gdbFixtures[3]
+	addr, stop := startTCPServer(t, f)
+	defer stop()
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	outs := make([]string, 2)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			out, err := exec.Command(gdb, "-q", "-batch", "-nx", "-ex", "set pagination off", vmlinux,
+				"-ex", "target remote "+addr, "-ex", "info threads", "-ex", "thread 3", "-ex", "bt", "-ex", "p jiffies_64").CombinedOutput()
+			if err != nil {
+				t.Errorf("client %d: %v\n%s", i, err, out)
+			}
+			outs[i] = string(out)
+		}(i)
+	}
+	wg.Wait()
+	a, b := parseThreads(outs[0]), parseThreads(outs[1])
+	if len(a) < 10 || fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("the two clients see different threads:\n%v\n%v", a, b)
+	}
+	if frameFuncs(outs[0])[0] != frameFuncs(outs[1])[0] || printValue.FindString(outs[0]) != printValue.FindString(outs[1]) {
+		t.Fatalf("the two clients disagree:\n%s\n---\n%s", outs[0], outs[1])
+	}
+}
+
+// The example gdb Python script walks the task list through gdb values
+// and checks it against the thread list.
+func TestGDBPythonExample(t *testing.T) {
+	script, err := filepath.Abs("../../examples/gdb/check_tasks.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []gdbFixture{gdbFixtures[0], gdbFixtures[3]} {
+		t.Run(f.name, func(t *testing.T) {
+			out := runGDB(t, f, "source "+script)
+			if !regexp.MustCompile(`check_tasks: \d+ tasks, every one a thread with its comm`).MatchString(out) {
+				t.Fatalf("script did not confirm the tasks:\n%s", tail(out, 20))
+			}
+		})
+	}
+}
+
+// --threads active and cpus give smaller thread lists for IDEs.
+func TestGDBThreadFilters(t *testing.T) {
+	gdb := requireGDB(t)
+	f := gdbFixtures[0]
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	count := func(filter string) []gdbThread {
+		out := runCmd(t, gdb, "-q", "-batch", "-nx", vmlinux, "-ex", "target remote | "+serverCmd(vmlinux, f.paths(t), "--threads", filter), "-ex", "info threads")
+		return parseThreads(out)
+	}
+	cpus, active, all := count("cpus"), count("active"), count("all")
+	if len(cpus) != 2 || !(len(cpus) < len(active) && len(active) < len(all)) {
+		t.Fatalf("cpus %d, active %d, all %d threads", len(cpus), len(active), len(all))
+	}
+	for _, th := range active {
+		if !th.running && th.state != "D" && !th.panic {
+			t.Errorf("--threads active listed %+v", th)
+		}
+	}
+}
