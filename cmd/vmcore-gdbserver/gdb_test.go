@@ -415,37 +415,69 @@ func TestGDBMI(t *testing.T) {
 	addr, stop := startTCPServer(t, f)
 	defer stop()
 	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
-	cmd := exec.Command(gdb, "--interpreter=mi3", "-q", "-nx", vmlinux)
+	// The command sequence MIEngine (cppdbg) sends for a launch with
+	// miDebuggerServerAddress and stopAtConnect.
+	cmd := exec.Command(gdb, "--interpreter=mi3", "-q", "-nx")
 	cmd.Stdin = strings.NewReader(strings.Join([]string{
-		"-gdb-set pagination off",
+		"-gdb-set mi-async on",
+		`-interpreter-exec console "set pagination off"`,
+		"-gdb-set auto-solib-add on",
+		"-environment-cd " + t.TempDir(),
+		"-file-exec-and-symbols " + vmlinux,
+		`-interpreter-exec console "show architecture"`,
+		"-break-insert -f main",
 		"-target-select remote " + addr,
 		"-thread-info",
-		"-stack-list-frames --thread 1",
-		"-stack-list-frames --thread 3 0 5",
-		"-data-evaluate-expression jiffies_64",
-		"-data-evaluate-expression init_uts_ns.name.sysname",
+		"-stack-list-frames --thread 1 0 1000",
+		"-stack-list-frames --thread 3 0 1000",
+		"-stack-list-arguments --thread 1 0 0 5",
+		"-data-evaluate-expression --thread 1 --frame 0 jiffies_64",
+		"-data-evaluate-expression --thread 1 --frame 0 init_uts_ns.name.sysname",
+		"-data-list-register-values --thread 3 x 0 6 7 16",
+		"-data-read-memory-bytes &init_uts_ns.name.sysname 5",
+		"-exec-continue",
+		"-target-detach",
 		"-gdb-exit", ""}, "\n"))
 	outB, err := cmd.CombinedOutput()
 	out := string(outB)
 	if err != nil {
 		t.Fatalf("gdb/MI: %v\n%s", err, tail(out, 30))
 	}
+	if os.Getenv("MI_DEBUG") != "" {
+		t.Log(out)
+	}
 	for _, want := range []string{
+		`*stopped,`,
 		`^connected`,
 		`target-id="Thread 96"`,
 		`name="stress"`,
+		`details="pid 96 tgid 96 state R cpu 0`,
 		`func="crash_setup_regs"`,
 		`func="panic"`,
 		`func="context_switch"`,
 		`^done,value="` + strconv.FormatUint(dumpU64(t, f, "jiffies_64"), 10) + `"`,
 		`\"Linux\"`,
+		`contents="4c696e7578"`, // "Linux"
+		`{number="7",value="0x`, // rsp of a sleeping task
+		`{number="0",value="<unavailable>"}`,
+		`it cannot run or step`, // -exec-continue on a dump: told why, stopped at once
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("MI output lacks %s", want)
 		}
 	}
-	if strings.Contains(out, "^error") {
-		t.Errorf("MI errors:\n%s", grepLines(out, "^error"))
+	if i, j := strings.Index(out, "*stopped,"), strings.Index(out, "^connected"); i < 0 || i > j {
+		t.Errorf("*stopped must come before ^connected")
+	}
+	if strings.Count(out, "*stopped,") != 2 {
+		t.Errorf("-exec-continue must end in an immediate stop")
+	}
+	// Errors are expected only from the pending main breakpoint and from
+	// -exec-continue; any other ^error is a failure.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "^error") && !strings.Contains(line, "main") && !strings.Contains(line, "breakpoint") && !strings.Contains(line, "Command aborted") {
+			t.Errorf("MI error: %s", line)
+		}
 	}
 }
 
