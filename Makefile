@@ -19,10 +19,9 @@ build:
 	$(GO) build -o $(BIN) ./cmd/vmcore-gdbserver
 
 # The main job on the default sample: build, make the sample vmcore if it
-# is not cached, describe it.
+# is not cached, describe it, serve it and run a short gdb session.
 sample: build
-	@dir=$$(bash $(FIXTURES) | tail -n 1) && \
-	  echo "+ $(BIN) info $$dir/oom/vmcore.lzo" && $(BIN) info $$dir/oom/vmcore.lzo
+	@dir=$$(bash $(FIXTURES) | tail -n 1) && sh examples/sample.sh $(BIN) $$dir
 
 # Real vmcores from Debian's cloud kernel, QEMU and makedumpfile, cached
 # outside git (see testdata/fixtures/README.md).
@@ -47,8 +46,11 @@ fuzz-smoke:
 fuzz:
 	$(MAKE) fuzz-smoke FUZZTIME=5m
 
-bench: fixtures
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore | tee bench.txt
+# Go benchmarks (page reads, translation, open, server start, gdb runs),
+# then the same jobs with gdb+server, drgn and crash side by side.
+bench: build fixtures
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./cmd/vmcore-gdbserver | tee bench.txt
+	@dir=$$(bash $(FIXTURES) | tail -n 1) && bash testdata/bench/compare.sh $(BIN) $$dir | tee -a bench.txt
 
 clean:
 	rm -rf bin bench.txt

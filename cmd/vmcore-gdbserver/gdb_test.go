@@ -583,3 +583,59 @@ func TestGDBThreadFilters(t *testing.T) {
 		}
 	}
 }
+
+// A unix socket is created mode 0600 and gdb connects to it by path.
+func TestServeUnixSocket(t *testing.T) {
+	gdb := requireGDB(t)
+	f := gdbFixtures[0]
+	sock := filepath.Join(t.TempDir(), "vmcore.sock")
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	cmd := exec.Command(cliBinary, append([]string{"serve", "--unix", sock, vmlinux}, f.paths(t)...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var st os.FileInfo
+	for i := 0; i < 600; i++ {
+		if s, err := os.Stat(sock); err == nil {
+			st = s
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st == nil {
+		t.Fatal("socket never appeared")
+	}
+	if st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket mode %v, want 0600", st.Mode())
+	}
+	out := runCmd(t, gdb, "-q", "-batch", "-nx", vmlinux, "-ex", "target remote "+sock, "-ex", "info threads 1")
+	if ts := parseThreads(out); len(ts) != 1 || !ts[0].panic {
+		t.Fatalf("over the unix socket:\n%s", out)
+	}
+}
+
+// Listening beyond loopback warns that the port exposes kernel memory.
+func TestServeNonLoopbackWarns(t *testing.T) {
+	f := gdbFixtures[0]
+	cmd := exec.Command(cliBinary, append([]string{"serve", "--listen", "0.0.0.0:0", fixtures.Path(t, "kernel", "vmlinux")}, f.paths(t)...)...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	warned := false
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, "whoever reaches this port reads all of the dumped kernel's memory") {
+			warned = true
+		}
+		if strings.Contains(line, "connect with:") {
+			break
+		}
+	}
+	if !warned {
+		t.Fatal("no warning for a non-loopback listener")
+	}
+}
