@@ -277,8 +277,13 @@ func (s *Session) setThread(p string) []byte {
 func (s *Session) readRegisters() []byte {
 	regs, err := s.t.Registers(s.thread)
 	if err != nil {
+		// Registers that could not be read go out as unavailable, so gdb
+		// still lists the thread; only a target with no answer at all
+		// gets an error.
 		s.logf("registers of thread %x: %v", uint64(s.thread), err)
-		return errReply(1)
+		if regs == nil {
+			return errReply(1)
+		}
 	}
 	var b []byte
 	for _, r := range regs {
@@ -303,7 +308,7 @@ func (s *Session) readRegister(arg string) []byte {
 		return errReply(1)
 	}
 	regs, err := s.t.Registers(s.thread)
-	if err != nil {
+	if err != nil && regs == nil {
 		return errReply(1)
 	}
 	if n >= uint64(len(regs)) {

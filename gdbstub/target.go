@@ -26,7 +26,9 @@ type Target interface {
 	// HasThread reports whether tid exists (the T packet).
 	HasThread(tid ThreadID) bool
 	// Registers returns tid's registers in the order of the target
-	// description (the g packet layout).
+	// description (the g packet layout). With an error it may still
+	// return a set (unknown registers unavailable); that set is served
+	// and the error logged.
 	Registers(tid ThreadID) ([]Register, error)
 	// ReadMemory reads at addr in tid's address space; a short count with
 	// an error is a partial read.
