@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
@@ -36,6 +37,13 @@ type Kernel struct {
 	off    offsets
 	mu     sync.Mutex
 	userAS map[uint64]*vmcore.PageTable
+
+	unwOnce sync.Once
+	unw     *unwind.Unwinder
+	unwErr  error
+	modOnce sync.Once
+	modules []*Module
+	modErr  error
 }
 
 // CPU is one CPU of the machine.

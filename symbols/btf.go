@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // BTF kinds (include/uapi/linux/btf.h).
@@ -43,6 +44,9 @@ type BTF struct {
 	types   []btfType // index = type id; 0 is void
 	strings []byte
 	byName  map[string][]uint32
+
+	enumOnce  sync.Once
+	enumIndex map[string]int64
 }
 
 type btfType struct {
@@ -53,6 +57,12 @@ type btfType struct {
 	sizeOrT uint32 // size for INT/STRUCT/UNION/ENUM, type for PTR/TYPEDEF/...
 	members []btfMember
 	array   [3]uint32 // elem type, index type, nelems
+	enums   []btfEnumValue
+}
+
+type btfEnumValue struct {
+	name  string
+	value int64
 }
 
 type btfMember struct {
@@ -126,6 +136,26 @@ func ParseBTF(data []byte) (*BTF, error) {
 		switch t.kind {
 		case BTF_KIND_ARRAY:
 			t.array = [3]uint32{le.Uint32(ts[off:]), le.Uint32(ts[off+4:]), le.Uint32(ts[off+8:])}
+		case BTF_KIND_ENUM, BTF_KIND_ENUM64:
+			step := 8
+			if t.kind == BTF_KIND_ENUM64 {
+				step = 12
+			}
+			t.enums = make([]btfEnumValue, t.vlen)
+			for i := range t.enums {
+				m := ts[off+step*i:]
+				name, err := b.str(le.Uint32(m))
+				if err != nil {
+					return nil, fmt.Errorf("BTF: offset %d: enumerator %d: %w", base+off+step*i, i, err)
+				}
+				v := int64(int32(le.Uint32(m[4:])))
+				if t.kind == BTF_KIND_ENUM64 {
+					v = int64(uint64(le.Uint32(m[4:])) | uint64(le.Uint32(m[8:]))<<32)
+				} else if !t.kflag { // unsigned enum
+					v = int64(le.Uint32(m[4:]))
+				}
+				t.enums[i] = btfEnumValue{name, v}
+			}
 		case BTF_KIND_STRUCT, BTF_KIND_UNION:
 			t.members = make([]btfMember, t.vlen)
 			for i := range t.members {
@@ -254,4 +284,38 @@ func (b *BTF) Sizeof(structName string) (uint64, error) {
 		return 0, err
 	}
 	return uint64(b.types[id].sizeOrT), nil
+}
+
+// Enum returns the enumerators of enum name (by value name).
+func (b *BTF) Enum(name string) (map[string]int64, error) {
+	for _, id := range b.byName[name] {
+		t := b.types[id]
+		if t.kind == BTF_KIND_ENUM || t.kind == BTF_KIND_ENUM64 {
+			m := make(map[string]int64, len(t.enums))
+			for _, e := range t.enums {
+				m[e.name] = e.value
+			}
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: enum %s", ErrNoType, name)
+}
+
+// EnumValue finds an enumerator by its own name in any enum.
+func (b *BTF) EnumValue(value string) (int64, error) {
+	b.enumOnce.Do(func() {
+		b.enumIndex = map[string]int64{}
+		for _, t := range b.types {
+			for _, e := range t.enums {
+				if _, dup := b.enumIndex[e.name]; !dup {
+					b.enumIndex[e.name] = e.value
+				}
+			}
+		}
+	})
+	v, ok := b.enumIndex[value]
+	if !ok {
+		return 0, fmt.Errorf("%w: enumerator %s", ErrNoType, value)
+	}
+	return v, nil
 }

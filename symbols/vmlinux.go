@@ -179,3 +179,19 @@ func (v *Vmlinux) SymbolAt(addr uint64) (name string, off uint64, ok bool) {
 	}
 	return s.Name, addr - s.Value, true
 }
+
+// SectionData returns a section's bytes and link-time address.
+func (v *Vmlinux) SectionData(name string) ([]byte, uint64, error) {
+	s := v.elf.Section(name)
+	if s == nil {
+		return nil, 0, fmt.Errorf("%s: no %s section", v.path, name)
+	}
+	if s.Type == elf.SHT_NOBITS {
+		return nil, 0, fmt.Errorf("%s: %s has no file data", v.path, name)
+	}
+	d, err := s.Data()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %s: %w", v.path, name, err)
+	}
+	return d, s.Addr, nil
+}

@@ -428,11 +428,13 @@ func TestGDBMI(t *testing.T) {
 		"-break-insert -f main",
 		"-target-select remote " + addr,
 		"-thread-info",
-		"-stack-list-frames --thread 1 0 1000",
+		// The selected thread is the panicking task, on whichever CPU it ran.
+		"-stack-list-frames 0 1000",
+		// Threads 1..N are the CPUs; the next one is a sleeping task.
 		"-stack-list-frames --thread 3 0 1000",
-		"-stack-list-arguments --thread 1 0 0 5",
-		"-data-evaluate-expression --thread 1 --frame 0 jiffies_64",
-		"-data-evaluate-expression --thread 1 --frame 0 init_uts_ns.name.sysname",
+		"-stack-list-arguments 0 0 5",
+		"-data-evaluate-expression jiffies_64",
+		"-data-evaluate-expression init_uts_ns.name.sysname",
 		"-data-list-register-values --thread 3 x 0 6 7 16",
 		"-data-read-memory-bytes &init_uts_ns.name.sysname 5",
 		"-exec-continue",
@@ -449,9 +451,8 @@ func TestGDBMI(t *testing.T) {
 	for _, want := range []string{
 		`*stopped,`,
 		`^connected`,
-		`target-id="Thread 96"`,
 		`name="stress"`,
-		`details="pid 96 tgid 96 state R cpu 0`,
+		`[running] [panic]"`,
 		`func="crash_setup_regs"`,
 		`func="panic"`,
 		`func="context_switch"`,
@@ -574,7 +575,9 @@ func TestGDBThreadFilters(t *testing.T) {
 		return parseThreads(out)
 	}
 	cpus, active, all := count("cpus"), count("active"), count("all")
-	if len(cpus) != 2 || !(len(cpus) < len(active) && len(active) < len(all)) {
+	// Whether any task sleeps uninterruptibly at the crash varies from
+	// dump to dump, so active may equal cpus.
+	if len(cpus) != 2 || !(len(cpus) <= len(active) && len(active) < len(all)) {
 		t.Fatalf("cpus %d, active %d, all %d threads", len(cpus), len(active), len(all))
 	}
 	for _, th := range active {
@@ -609,8 +612,13 @@ func TestServeUnixSocket(t *testing.T) {
 	if st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socket mode %v, want 0600", st.Mode())
 	}
-	out := runCmd(t, gdb, "-q", "-batch", "-nx", vmlinux, "-ex", "target remote "+sock, "-ex", "info threads 1")
-	if ts := parseThreads(out); len(ts) != 1 || !ts[0].panic {
+	out := runCmd(t, gdb, "-q", "-batch", "-nx", vmlinux, "-ex", "target remote "+sock, "-ex", "info threads")
+	ts := parseThreads(out)
+	panicSelected := false
+	for _, th := range ts {
+		panicSelected = panicSelected || (th.panic && th.selected)
+	}
+	if len(ts) < 10 || !panicSelected {
 		t.Fatalf("over the unix socket:\n%s", out)
 	}
 }

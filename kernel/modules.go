@@ -1,0 +1,316 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
+)
+
+// Module is one loaded kernel module.
+type Module struct {
+	Addr     uint64 // struct module
+	Name     string
+	State    string // live, coming, going, unformed
+	Base     uint64 // core text base
+	Size     uint64 // core size (all core regions on 6.4+)
+	TextSize uint64
+	Sections []ModuleSection // from sect_attrs, in the kernel's order
+	symbols  []moduleSym     // from the module's own kallsyms, sorted
+}
+
+// ModuleSection is a loaded section's run-time address.
+type ModuleSection struct {
+	Name string
+	Addr uint64
+}
+
+type moduleSym struct {
+	addr uint64
+	name string
+}
+
+// maxModules bounds the walk of the module list.
+const maxModules = 1 << 16
+
+// Modules returns the loaded modules, reading them once.
+func (k *Kernel) Modules() ([]*Module, error) {
+	k.modOnce.Do(func() { k.modules, k.modErr = k.loadModules() })
+	return k.modules, k.modErr
+}
+
+func (k *Kernel) loadModules() ([]*Module, error) {
+	b := k.BTF
+	head, err := k.Symbol("modules")
+	if err != nil {
+		return nil, err
+	}
+	listOff, err := b.Offset("module", "list")
+	if err != nil {
+		return nil, err
+	}
+	nameOff, err := b.Offset("module", "name")
+	if err != nil {
+		return nil, err
+	}
+	stateOff, _ := b.Offset("module", "state")
+	states := map[int64]string{}
+	if e, err := b.Enum("module_state"); err == nil {
+		for n, v := range e {
+			states[v] = strings.ToLower(strings.TrimPrefix(n, "MODULE_STATE_"))
+		}
+	}
+	// Where the core text lives: core_layout (before 6.4) or mem[MOD_TEXT].
+	var baseOff, sizeOff, textSizeOff uint64
+	var memSize, memCount uint64
+	if o, err := b.Offset("module", "core_layout.base"); err == nil {
+		baseOff = o
+		sizeOff, _ = b.Offset("module", "core_layout.size")
+		textSizeOff, _ = b.Offset("module", "core_layout.text_size")
+	} else if o, err := b.Offset("module", "mem"); err == nil {
+		baseOff = o
+		ms, err := b.Sizeof("module_memory")
+		if err != nil {
+			return nil, err
+		}
+		memSize = ms
+		bo, _ := b.Offset("module_memory", "base")
+		so, _ := b.Offset("module_memory", "size")
+		baseOff, sizeOff, textSizeOff = o+bo, o+so, o+so
+		if n, err := b.EnumValue("MOD_MEM_NUM_TYPES"); err == nil {
+			memCount = uint64(n)
+		}
+	} else {
+		return nil, fmt.Errorf("struct module has neither core_layout nor mem: an unknown layout")
+	}
+	var mods []*Module
+	for p, err := k.listNext(head); p != head; p, err = k.listNext(p) {
+		if err != nil {
+			k.warn("module list: %v", err)
+			break
+		}
+		if len(mods) >= maxModules {
+			k.warn("module list: more than %d entries, stopped", maxModules)
+			break
+		}
+		addr := p - listOff
+		m := &Module{Addr: addr}
+		name := make([]byte, 56)
+		if err := k.Read(name, addr+nameOff); err != nil {
+			k.warn("module at 0x%x: %v", addr, err)
+			break
+		}
+		m.Name = strings.TrimRight(string(name[:indexZero(name)]), "\x00")
+		if s, err := k.readU32(addr + stateOff); err == nil {
+			m.State = states[int64(s)]
+			if m.State == "" {
+				m.State = fmt.Sprint(s)
+			}
+		}
+		m.Base, _ = k.ReadU64(addr + baseOff)
+		if memSize > 0 {
+			// 6.4+: sum the sizes of the core regions (text, data, rodata,
+			// ro_after_init) for a crash-like SIZE.
+			for i := uint64(0); i < memCount && i < 4; i++ {
+				if v, err := k.readU32(addr + sizeOff + i*memSize); err == nil {
+					m.Size += uint64(v)
+				}
+			}
+			v, _ := k.readU32(addr + textSizeOff)
+			m.TextSize = uint64(v)
+		} else {
+			v, _ := k.readU32(addr + sizeOff)
+			m.Size = uint64(v)
+			t, _ := k.readU32(addr + textSizeOff)
+			m.TextSize = uint64(t)
+		}
+		if err := k.moduleSections(m); err != nil {
+			k.warn("module %s sections: %v", m.Name, err)
+		}
+		if err := k.moduleKallsyms(m); err != nil {
+			k.warn("module %s symbols: %v", m.Name, err)
+		}
+		mods = append(mods, m)
+	}
+	sort.SliceStable(mods, func(i, j int) bool { return mods[i].Base < mods[j].Base })
+	return mods, nil
+}
+
+func indexZero(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return len(b)
+}
+
+// readCString reads a NUL-terminated string of at most max bytes.
+func (k *Kernel) readCString(addr uint64, max int) (string, error) {
+	buf := make([]byte, max)
+	n, err := k.VM.Read(buf, addr)
+	if n == 0 && err != nil {
+		return "", err
+	}
+	return string(buf[:indexZero(buf[:n])]), nil
+}
+
+// moduleSections reads module->sect_attrs (the /sys/module/*/sections
+// view): struct module_sect_attrs { grp; nsections; attrs[] } with each
+// attr's battr.attr.name and address.
+func (k *Kernel) moduleSections(m *Module) error {
+	b := k.BTF
+	saOff, err := b.Offset("module", "sect_attrs")
+	if err != nil {
+		return err
+	}
+	sa, err := k.ReadU64(m.Addr + saOff)
+	if err != nil || sa == 0 {
+		return err
+	}
+	nOff, err := b.Offset("module_sect_attrs", "nsections")
+	if err != nil {
+		return err
+	}
+	attrsOff, err := b.Offset("module_sect_attrs", "attrs")
+	if err != nil {
+		return err
+	}
+	attrSize, err := b.Sizeof("module_sect_attr")
+	if err != nil {
+		return err
+	}
+	nameOff, err := b.Offset("module_sect_attr", "battr.attr.name")
+	if err != nil {
+		return err
+	}
+	addrOff, err := b.Offset("module_sect_attr", "address")
+	if err != nil {
+		return err
+	}
+	n, err := k.readU32(sa + nOff)
+	if err != nil {
+		return err
+	}
+	if n > 1024 {
+		return fmt.Errorf("%d sections", n)
+	}
+	for i := uint64(0); i < uint64(n); i++ {
+		a := sa + attrsOff + i*attrSize
+		np, err := k.ReadU64(a + nameOff)
+		if err != nil {
+			return err
+		}
+		name, err := k.readCString(np, 256)
+		if err != nil {
+			return err
+		}
+		addr, err := k.ReadU64(a + addrOff)
+		if err != nil {
+			return err
+		}
+		m.Sections = append(m.Sections, ModuleSection{name, addr})
+	}
+	return nil
+}
+
+// moduleKallsyms reads the module's own symbol table (mod->kallsyms), so
+// module addresses are named even without the .ko file.
+func (k *Kernel) moduleKallsyms(m *Module) error {
+	b := k.BTF
+	ksOff, err := b.Offset("module", "kallsyms")
+	if err != nil {
+		return err
+	}
+	ks, err := k.ReadU64(m.Addr + ksOff)
+	if err != nil || ks == 0 {
+		return err
+	}
+	symtabOff, err1 := b.Offset("mod_kallsyms", "symtab")
+	numOff, err2 := b.Offset("mod_kallsyms", "num_symtab")
+	strtabOff, err3 := b.Offset("mod_kallsyms", "strtab")
+	if err1 != nil || err2 != nil || err3 != nil {
+		return fmt.Errorf("struct mod_kallsyms: unknown layout")
+	}
+	symtab, _ := k.ReadU64(ks + symtabOff)
+	num, _ := k.ReadU64(ks + numOff)
+	strtab, _ := k.ReadU64(ks + strtabOff)
+	if num > 1<<20 {
+		return fmt.Errorf("%d symbols", num)
+	}
+	const elfSymSize = 24 // Elf64_Sym: ELF's own layout
+	data := make([]byte, num*elfSymSize)
+	if err := k.Read(data, symtab); err != nil {
+		return err
+	}
+	for i := uint64(0); i < num; i++ {
+		s := data[i*elfSymSize:]
+		nameIdx := binary.LittleEndian.Uint32(s)
+		info := s[4]
+		value := binary.LittleEndian.Uint64(s[8:])
+		if info&0xf != 2 || value == 0 { // STT_FUNC
+			continue
+		}
+		name, err := k.readCString(strtab+uint64(nameIdx), 128)
+		if err != nil || name == "" {
+			continue
+		}
+		m.symbols = append(m.symbols, moduleSym{value, name})
+	}
+	sort.Slice(m.symbols, func(i, j int) bool { return m.symbols[i].addr < m.symbols[j].addr })
+	return nil
+}
+
+// moduleSymbol names an address inside a module as "func+0xoff [mod]".
+func (k *Kernel) moduleSymbol(addr uint64) string {
+	mods, _ := k.Modules()
+	for _, m := range mods {
+		if addr < m.Base || addr >= m.Base+max(m.Size, m.TextSize) {
+			continue
+		}
+		i := sort.Search(len(m.symbols), func(i int) bool { return m.symbols[i].addr > addr }) - 1
+		if i >= 0 {
+			return fmt.Sprintf("%s+0x%x [%s]", m.symbols[i].name, addr-m.symbols[i].addr, m.Name)
+		}
+		return fmt.Sprintf("0x%x [%s]", addr, m.Name)
+	}
+	return ""
+}
+
+// addModuleORC adds each module's ORC table (mod->arch) to the unwinder.
+func (k *Kernel) addModuleORC(u *unwind.Unwinder, mods []*Module) {
+	b := k.BTF
+	numOff, err1 := b.Offset("module", "arch.num_orcs")
+	ipOff, err2 := b.Offset("module", "arch.orc_unwind_ip")
+	unwOff, err3 := b.Offset("module", "arch.orc_unwind")
+	if err1 != nil || err2 != nil || err3 != nil {
+		return
+	}
+	header, _, _ := k.Vmlinux.SectionData(".orc_header")
+	ver, err := unwind.ORCVersionOf(header, k.Info.OSRelease)
+	if err != nil {
+		return
+	}
+	for _, m := range mods {
+		n, err := k.readU32(m.Addr + numOff)
+		if err != nil || n == 0 || n > 1<<20 {
+			continue
+		}
+		ipAddr, _ := k.ReadU64(m.Addr + ipOff)
+		unwAddr, _ := k.ReadU64(m.Addr + unwOff)
+		ips := make([]byte, 4*n)
+		ents := make([]byte, 6*n)
+		if k.Read(ips, ipAddr) != nil || k.Read(ents, unwAddr) != nil {
+			k.warn("module %s: ORC tables unreadable", m.Name)
+			continue
+		}
+		t, err := unwind.ParseORC(m.Name, ver, ips, ipAddr, ents)
+		if err != nil {
+			k.warn("module %s: %v", m.Name, err)
+			continue
+		}
+		u.Tables = append(u.Tables, unwind.TableRange{Table: t, Start: m.Base, End: m.Base + max(m.TextSize, 1)})
+	}
+}
