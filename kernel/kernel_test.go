@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
@@ -133,11 +134,35 @@ func TestModel(t *testing.T) {
 			// mode is inside memset(chunk, pat, ...): the byte before RDI is
 			// the fill byte in AL.
 			userChecked := 0
+			threadSize, err := k.BTF.Sizeof("thread_union")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ptRegsSize, _ := k.BTF.Sizeof("pt_regs")
 			for _, cpu := range k.CPUs {
 				task := cpu.Curr
 				r := cpu.Regs
-				if task.Comm != "stress" || r.CS&3 != 3 {
+				if task.Comm != "stress" {
 					continue
+				}
+				if r.CS&3 != 3 {
+					// In the kernel (an interrupt, a fault): the user
+					// registers are the pt_regs at the top of its stack.
+					u, err := k.Unwinder()
+					if err != nil {
+						t.Fatal(err)
+					}
+					base := task.Stack + threadSize - ptRegsSize
+					var regs vmcore.Regs
+					for reg, dst := range map[unwind.Reg]*uint64{unwind.CS: &regs.CS, unwind.RDI: &regs.RDI, unwind.RAX: &regs.RAX} {
+						if *dst, err = k.ReadU64(base + u.PtRegs[reg]); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if regs.CS&3 != 3 {
+						continue
+					}
+					r = &regs
 				}
 				buf := make([]byte, 1)
 				if _, err := k.ReadMemory(task, r.RDI-1, buf); err != nil {

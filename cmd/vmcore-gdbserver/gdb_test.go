@@ -416,9 +416,50 @@ func TestGDBMI(t *testing.T) {
 	defer stop()
 	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
 	// The command sequence MIEngine (cppdbg) sends for a launch with
-	// miDebuggerServerAddress and stopAtConnect.
+	// miDebuggerServerAddress and stopAtConnect, one command at a time,
+	// each waiting for its result record as an IDE does.
 	cmd := exec.Command(gdb, "--interpreter=mi3", "-q", "-nx")
-	cmd.Stdin = strings.NewReader(strings.Join([]string{
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var all strings.Builder
+	// until reads lines until one starts with any of the prefixes.
+	until := func(prefixes ...string) string {
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("gdb/MI ended early:\n%s", tail(all.String(), 30))
+				}
+				all.WriteString(l + "\n")
+				for _, p := range prefixes {
+					if strings.HasPrefix(l, p) {
+						return l
+					}
+				}
+			case <-time.After(2 * time.Minute):
+				t.Fatalf("gdb/MI: no %v:\n%s", prefixes, tail(all.String(), 30))
+			}
+		}
+	}
+	send := func(c string) string {
+		fmt.Fprintln(stdin, c)
+		return until("^")
+	}
+	for _, c := range []string{
 		"-gdb-set mi-async on",
 		`-interpreter-exec console "set pagination off"`,
 		"-gdb-set auto-solib-add on",
@@ -437,14 +478,17 @@ func TestGDBMI(t *testing.T) {
 		"-data-evaluate-expression init_uts_ns.name.sysname",
 		"-data-list-register-values --thread 3 x 0 6 7 16",
 		"-data-read-memory-bytes &init_uts_ns.name.sysname 5",
-		"-exec-continue",
-		"-target-detach",
-		"-gdb-exit", ""}, "\n"))
-	outB, err := cmd.CombinedOutput()
-	out := string(outB)
-	if err != nil {
-		t.Fatalf("gdb/MI: %v\n%s", err, tail(out, 30))
+	} {
+		send(c)
 	}
+	if r := send("-exec-continue"); strings.HasPrefix(r, "^running") {
+		until("*stopped")
+	}
+	send("-target-detach")
+	fmt.Fprintln(stdin, "-gdb-exit")
+	stdin.Close()
+	cmd.Wait()
+	out := all.String()
 	if os.Getenv("MI_DEBUG") != "" {
 		t.Log(out)
 	}
