@@ -134,9 +134,10 @@ func TestModel(t *testing.T) {
 			// mode is inside memset(chunk, pat, ...): the byte before RDI is
 			// the fill byte in AL.
 			userChecked := 0
-			threadSize, err := k.BTF.Sizeof("thread_union")
-			if err != nil {
-				t.Fatal(err)
+			// THREAD_SIZE: the size of the boot task's stack object.
+			_, threadSize, err := k.Vmlinux.Symbol("init_stack")
+			if err != nil || threadSize == 0 {
+				t.Fatalf("init_stack: %v", err)
 			}
 			ptRegsSize, _ := k.BTF.Sizeof("pt_regs")
 			for _, cpu := range k.CPUs {
