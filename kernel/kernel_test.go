@@ -134,10 +134,13 @@ func TestModel(t *testing.T) {
 			// mode is inside memset(chunk, pat, ...): the byte before RDI is
 			// the fill byte in AL.
 			userChecked := 0
-			// THREAD_SIZE: the size of the boot task's stack object.
-			_, threadSize, err := k.Vmlinux.Symbol("init_stack")
-			if err != nil || threadSize == 0 {
-				t.Fatalf("init_stack: %v", err)
+			// THREAD_SIZE: the linker script sizes the boot task's stack
+			// between __start_init_task and __end_init_task.
+			startInit, _, err1 := k.Vmlinux.Symbol("__start_init_task")
+			endInit, _, err2 := k.Vmlinux.Symbol("__end_init_task")
+			threadSize := endInit - startInit
+			if err1 != nil || err2 != nil || threadSize == 0 || threadSize > 1<<20 {
+				t.Fatalf("THREAD_SIZE: %v %v %d", err1, err2, threadSize)
 			}
 			ptRegsSize, _ := k.BTF.Sizeof("pt_regs")
 			for _, cpu := range k.CPUs {
