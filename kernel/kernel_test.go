@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -169,7 +170,11 @@ func TestModel(t *testing.T) {
 					r = &regs
 				}
 				buf := make([]byte, 1)
-				if _, err := k.ReadMemory(task, r.RDI-1, buf); err != nil {
+				_, err := k.ReadMemory(task, r.RDI-1, buf)
+				if errors.Is(err, vmcore.ErrExcluded) {
+					continue // makedumpfile -d 31 drops user pages
+				}
+				if err != nil {
 					t.Fatalf("pid %d user memory at 0x%x: %v", task.PID, r.RDI-1, err)
 				}
 				if buf[0] != byte(r.RAX) {
