@@ -3,6 +3,7 @@ package kernel
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 )
@@ -110,6 +111,19 @@ func (k *Kernel) Backtrace(t *Task) ([]unwind.Frame, error) {
 	// A CPU's saved rip is the instruction itself; a sleeping task's is a
 	// return address into __schedule.
 	return u.Unwind(UnwindRegs(r), t.OnCPU != nil)
+}
+
+// ReturnSymbolName names a return address by the call before it: a call
+// at the very end of a noreturn function returns past that function.
+func (k *Kernel) ReturnSymbolName(addr uint64) string {
+	n := k.SymbolName(addr - 1)
+	if i := strings.LastIndex(n, "+0x"); i >= 0 {
+		var off uint64
+		if _, err := fmt.Sscanf(n[i+3:], "%x", &off); err == nil {
+			return fmt.Sprintf("%s+0x%x", n[:i], off+1)
+		}
+	}
+	return n
 }
 
 // SymbolName names a run-time address as "func+0xoff", or "" if unknown.

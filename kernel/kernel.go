@@ -78,14 +78,14 @@ type Task struct {
 // offsets are the struct layouts this package reads, from BTF.
 type offsets struct {
 	taskTasks, taskPID, taskTGID, taskComm, taskState, taskStack uint64
-	taskSP, taskMM, taskCPU, taskSignal, taskThreadNode         uint64
-	taskExitState, taskFlags                                    uint64
-	signalThreadHead                                            uint64
-	rqCurr, rqIdle                                              uint64
-	mmPGD                                                       uint64
-	frame                                                       map[string]uint64
-	frameSize                                                   uint64
-	hasFrame                                                    bool
+	taskSP, taskMM, taskCPU, taskSignal, taskThreadNode          uint64
+	taskExitState, taskFlags                                     uint64
+	signalThreadHead                                             uint64
+	rqCurr, rqIdle                                               uint64
+	mmPGD                                                        uint64
+	frame                                                        map[string]uint64
+	frameSize                                                    uint64
+	hasFrame                                                     bool
 }
 
 // Load builds the model: it reads the per-CPU run queues and walks every

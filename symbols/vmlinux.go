@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -158,26 +159,37 @@ func (v *Vmlinux) BuildID() string {
 	return ""
 }
 
-// SymbolAt names the function or object whose link-time range holds addr,
-// as "name+0xoff"; ok is false when none does.
+// SymbolAt names the symbol whose link-time range holds addr, as name and
+// offset; ok is false when none does. Functions and objects with a size
+// win; otherwise the nearest preceding label (entry code's asm symbols
+// have no size) within 64 KiB.
 func (v *Vmlinux) SymbolAt(addr uint64) (name string, off uint64, ok bool) {
 	v.sortOnce.Do(func() {
 		for _, s := range v.syms {
-			if t := elf.ST_TYPE(s.Info); (t == elf.STT_FUNC || t == elf.STT_OBJECT) && s.Value != 0 {
+			t := elf.ST_TYPE(s.Info)
+			if (t == elf.STT_FUNC || t == elf.STT_OBJECT || t == elf.STT_NOTYPE) && s.Value != 0 &&
+				int(s.Section) < len(v.elf.Sections) && s.Section != elf.SHN_UNDEF && s.Section != elf.SHN_ABS &&
+				v.elf.Sections[s.Section].Flags&elf.SHF_ALLOC != 0 && !strings.HasPrefix(s.Name, "__pfx_") {
 				v.sorted = append(v.sorted, s)
 			}
 		}
 		sort.Slice(v.sorted, func(i, j int) bool { return v.sorted[i].Value < v.sorted[j].Value })
 	})
 	i := sort.Search(len(v.sorted), func(i int) bool { return v.sorted[i].Value > addr }) - 1
-	if i < 0 {
-		return "", 0, false
+	// A sized symbol containing addr, among the few just below it.
+	for j := i; j >= 0 && j > i-8; j-- {
+		s := v.sorted[j]
+		if s.Size > 0 && addr-s.Value < s.Size {
+			return s.Name, addr - s.Value, true
+		}
 	}
-	s := v.sorted[i]
-	if addr-s.Value >= max(s.Size, 1) {
-		return "", 0, false
+	if i >= 0 {
+		s := v.sorted[i]
+		if s.Size == 0 && addr-s.Value < 1<<16 {
+			return s.Name, addr - s.Value, true
+		}
 	}
-	return s.Name, addr - s.Value, true
+	return "", 0, false
 }
 
 // SectionData returns a section's bytes and link-time address.

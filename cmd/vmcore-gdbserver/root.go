@@ -17,5 +17,6 @@ Dumps are opened read-only and recognised by content, not by name.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInfoCmd(), newReadCmd(), newServeCmd(), newGdbCmd())
+	root.AddCommand(newTriageCmds()...)
 	return root
 }

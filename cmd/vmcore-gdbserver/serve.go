@@ -102,6 +102,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	if err != nil {
 		return err
 	}
+	kt.vmlinux, kt.dumps = vmlinux, dumps
 	logger := log.New(os.Stderr, "vmcore-gdbserver: ", 0)
 	for _, w := range k.Warnings {
 		logger.Printf("warning: %s", w)

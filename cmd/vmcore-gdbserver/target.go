@@ -24,6 +24,8 @@ type kernelTarget struct {
 	stop     gdbstub.ThreadID
 	execFile string
 	offsets  string
+	vmlinux  string
+	dumps    []string
 
 	mu   sync.Mutex
 	regs map[*kernel.Task][]gdbstub.Register

@@ -1,0 +1,309 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Utsname is init_uts_ns.name.
+type Utsname struct {
+	Sysname, Nodename, Release, Version, Machine, Domainname string
+}
+
+// Uname reads the kernel's uts name.
+func (k *Kernel) Uname() (Utsname, error) {
+	ns, err := k.Symbol("init_uts_ns")
+	if err != nil {
+		return Utsname{}, err
+	}
+	nameOff, err := k.BTF.Offset("uts_namespace", "name")
+	if err != nil {
+		return Utsname{}, err
+	}
+	var u Utsname
+	for _, f := range []struct {
+		member string
+		dst    *string
+	}{{"sysname", &u.Sysname}, {"nodename", &u.Nodename}, {"release", &u.Release},
+		{"version", &u.Version}, {"machine", &u.Machine}, {"domainname", &u.Domainname}} {
+		off, err := k.BTF.Offset("new_utsname", f.member)
+		if err != nil {
+			return u, err
+		}
+		if *f.dst, err = k.readCString(ns+nameOff+off, 65); err != nil {
+			return u, err
+		}
+	}
+	return u, nil
+}
+
+// MemInfo is what crash's `kmem -i` shows, in pages.
+type MemInfo struct {
+	PageSize    uint64
+	Total       uint64 // totalram_pages
+	Free        uint64 // NR_FREE_PAGES
+	Shared      uint64 // NR_SHMEM
+	Buffers     uint64 // block-device page cache
+	Cached      uint64 // file pages minus swap cache and buffers
+	Slab        uint64 // reclaimable + unreclaimable slab
+	SwapTotal   uint64
+	CommitLimit uint64
+	Committed   uint64
+	Missing     []string // what could not be read
+}
+
+// Used is total minus free.
+func (m MemInfo) Used() uint64 { return m.Total - min(m.Free, m.Total) }
+
+func (k *Kernel) atomicLong(sym string) (uint64, error) {
+	a, err := k.Symbol(sym)
+	if err != nil {
+		return 0, err
+	}
+	return k.ReadU64(a)
+}
+
+// vmStat reads one item of vm_zone_stat or vm_node_stat, named by its enum.
+func (k *Kernel) vmStat(array, item string) (uint64, error) {
+	idx, err := k.BTF.EnumValue(item)
+	if err != nil {
+		return 0, err
+	}
+	a, err := k.Symbol(array)
+	if err != nil {
+		return 0, err
+	}
+	v, err := k.ReadU64(a + uint64(idx)*8)
+	if int64(v) < 0 { // per-CPU drift can leave a small negative total
+		v = 0
+	}
+	return v, err
+}
+
+// MemInfo gathers the memory summary.
+func (k *Kernel) MemInfo() MemInfo {
+	m := MemInfo{PageSize: k.Dump.PageSize()}
+	note := func(what string, err error) {
+		if err != nil {
+			m.Missing = append(m.Missing, fmt.Sprintf("%s (%v)", what, err))
+		}
+	}
+	var err error
+	m.Total, err = k.atomicLong("_totalram_pages")
+	if err != nil {
+		if v, err2 := k.ReadTotalramFromStruct(); err2 == nil {
+			m.Total, err = v, nil
+		}
+	}
+	note("total", err)
+	m.Free, err = k.vmStat("vm_zone_stat", "NR_FREE_PAGES")
+	note("free", err)
+	m.Shared, err = k.vmStat("vm_node_stat", "NR_SHMEM")
+	note("shared", err)
+	file, err := k.vmStat("vm_node_stat", "NR_FILE_PAGES")
+	note("cached", err)
+	swapCache, _ := k.vmStat("vm_node_stat", "NR_SWAPCACHE")
+	m.Buffers, err = k.blockdevPages()
+	note("buffers", err)
+	if file > swapCache+m.Buffers {
+		m.Cached = file - swapCache - m.Buffers
+	}
+	sr, err1 := k.vmStat("vm_node_stat", "NR_SLAB_RECLAIMABLE_B")
+	su, err2 := k.vmStat("vm_node_stat", "NR_SLAB_UNRECLAIMABLE_B")
+	note("slab", errors.Join(err1, err2))
+	m.Slab = sr + su
+	m.SwapTotal, _ = k.atomicLong("total_swap_pages")
+	// CommitLimit as mm/util.c vm_commit_limit(): a fixed number of kbytes
+	// if sysctl_overcommit_kbytes is set, else a ratio of RAM, plus swap.
+	ratioAddr, err := k.Symbol("sysctl_overcommit_ratio")
+	if err == nil {
+		ratio, _ := k.readU32(ratioAddr)
+		kbytes, _ := k.atomicLong("sysctl_overcommit_kbytes")
+		huge, _ := k.hugetlbPages()
+		if kbytes != 0 {
+			m.CommitLimit = kbytes * 1024 / m.PageSize
+		} else {
+			m.CommitLimit = (m.Total - min(huge, m.Total)) * uint64(ratio) / 100
+		}
+		m.CommitLimit += m.SwapTotal
+	}
+	note("commit limit", err)
+	// vm_committed_as is a percpu_counter; its count is the folded total.
+	if a, err := k.Symbol("vm_committed_as"); err == nil {
+		off, err := k.BTF.Offset("percpu_counter", "count")
+		if err == nil {
+			v, err := k.ReadU64(a + off)
+			if int64(v) < 0 {
+				v = 0
+			}
+			m.Committed = v
+			note("committed", err)
+		} else {
+			note("committed", err)
+		}
+	} else {
+		note("committed", err)
+	}
+	return m
+}
+
+// ReadTotalramFromStruct is a fallback for kernels where totalram_pages
+// is a plain variable.
+func (k *Kernel) ReadTotalramFromStruct() (uint64, error) { return k.atomicLong("totalram_pages") }
+
+func (k *Kernel) hugetlbPages() (uint64, error) {
+	// hstates[i].nr_huge_pages << order; most dumps have none configured.
+	a, err := k.Symbol("hugetlb_max_hstate")
+	if err != nil {
+		return 0, nil
+	}
+	n, err := k.readU32(a)
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	hs, err := k.Symbol("hstates")
+	if err != nil {
+		return 0, err
+	}
+	size, err1 := k.BTF.Sizeof("hstate")
+	nrOff, err2 := k.BTF.Offset("hstate", "nr_huge_pages")
+	orderOff, err3 := k.BTF.Offset("hstate", "order")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return 0, err
+	}
+	var total uint64
+	for i := uint64(0); i < uint64(n) && i < 16; i++ {
+		nr, _ := k.ReadU64(hs + i*size + nrOff)
+		order, _ := k.readU32(hs + i*size + orderOff)
+		total += nr << order
+	}
+	return total, nil
+}
+
+// blockdevPages sums the page cache of every block device inode (the
+// "Buffers" of /proc/meminfo, nr_blockdev_pages()).
+func (k *Kernel) blockdevPages() (uint64, error) {
+	sbp, err := k.Symbol("blockdev_superblock")
+	if err != nil {
+		return 0, err
+	}
+	sb, err := k.ReadU64(sbp)
+	if err != nil || sb == 0 {
+		return 0, err
+	}
+	b := k.BTF
+	inodesOff, err1 := b.Offset("super_block", "s_inodes")
+	listOff, err2 := b.Offset("inode", "i_sb_list")
+	mapOff, err3 := b.Offset("inode", "i_mapping")
+	nrOff, err4 := b.Offset("address_space", "nrpages")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return 0, err
+	}
+	head := sb + inodesOff
+	var total uint64
+	n := 0
+	for p, err := k.listNext(head); p != head; p, err = k.listNext(p) {
+		if err != nil {
+			return total, err
+		}
+		if n++; n > MaxTasks {
+			return total, errors.New("block device inode list does not end")
+		}
+		mapping, err := k.ReadU64(p - listOff + mapOff)
+		if err != nil {
+			return total, err
+		}
+		v, err := k.ReadU64(mapping + nrOff)
+		if err != nil {
+			return total, err
+		}
+		total += v
+	}
+	return total, nil
+}
+
+// TaskMem is a task's memory use in pages.
+type TaskMem struct {
+	VSZ, RSS uint64
+}
+
+// TaskMemory reads mm->total_vm and the RSS counters (an array of
+// atomic_long in mm_rss_stat before 6.2, percpu_counters after).
+func (k *Kernel) TaskMemory(t *Task) (TaskMem, error) {
+	if t.MM == 0 {
+		return TaskMem{}, nil
+	}
+	b := k.BTF
+	vmOff, err := b.Offset("mm_struct", "total_vm")
+	if err != nil {
+		return TaskMem{}, err
+	}
+	var m TaskMem
+	if m.VSZ, err = k.ReadU64(t.MM + vmOff); err != nil {
+		return m, err
+	}
+	var counters []uint64
+	if off, err := b.Offset("mm_struct", "rss_stat.count"); err == nil {
+		for i := uint64(0); i < 3; i++ { // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES
+			counters = append(counters, off+i*8)
+		}
+	} else if off, err := b.Offset("mm_struct", "rss_stat"); err == nil {
+		size, err1 := b.Sizeof("percpu_counter")
+		cnt, err2 := b.Offset("percpu_counter", "count")
+		if err := errors.Join(err1, err2); err != nil {
+			return m, err
+		}
+		for i := uint64(0); i < 3; i++ {
+			counters = append(counters, off+i*size+cnt)
+		}
+	} else {
+		return m, err
+	}
+	for _, c := range counters {
+		v, err := k.ReadU64(t.MM + c)
+		if err != nil {
+			return m, err
+		}
+		if int64(v) > 0 {
+			m.RSS += v
+		}
+	}
+	return m, nil
+}
+
+// Parent returns the pid of the task's real parent.
+func (k *Kernel) Parent(t *Task) (int32, error) {
+	off, err := k.BTF.Offset("task_struct", "real_parent")
+	if err != nil {
+		return 0, err
+	}
+	p, err := k.ReadU64(t.Addr + off)
+	if err != nil {
+		return 0, err
+	}
+	if pt := k.byAddr[p]; pt != nil {
+		return pt.PID, nil
+	}
+	pid, err := k.readU32(p + k.off.taskPID)
+	return int32(pid), err
+}
+
+// PanicMessage finds the panic or oops line in the log.
+func PanicMessage(recs []LogRecord) string {
+	for i := len(recs) - 1; i >= 0; i-- {
+		t := strings.TrimSpace(recs[i].Text)
+		if strings.HasPrefix(t, "Kernel panic - not syncing") {
+			return t
+		}
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		t := strings.TrimSpace(recs[i].Text)
+		for _, p := range []string{"BUG: ", "Oops: ", "general protection fault", "kernel BUG at", "sysrq: Trigger a crash"} {
+			if strings.HasPrefix(t, p) {
+				return t
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,543 @@
+package triage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
+)
+
+// Triage runs commands on one kernel.
+type Triage struct {
+	K       *kernel.Kernel
+	Vmlinux string
+	Dumps   []string
+}
+
+// Commands lists the commands with a line of help each.
+var Commands = []struct{ Name, Usage, Help string }{
+	{"sys", "sys", "release, CPUs, memory, uptime, crash time, panic message and task"},
+	{"ps", "ps", "every task: pid, ppid, CPU, task, state, %mem, VSZ, RSS, comm ('>' = running)"},
+	{"bt", "bt [-a | PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids"},
+	{"log", "log", "the kernel log from the printk ring buffer"},
+	{"kmem", "kmem [-i]", "memory summary, as crash's kmem -i"},
+	{"mod", "mod", "loaded modules: name, base, size, state"},
+	{"help", "help", "this list"},
+}
+
+// ErrUsage marks a command line that is not understood.
+var ErrUsage = errors.New("usage")
+
+// Run executes one command line ("bt -a", "ps", ...). With asJSON the
+// output is one JSON value.
+func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
+	if len(args) == 0 {
+		args = []string{"help"}
+	}
+	var v any
+	var err error
+	switch args[0] {
+	case "sys":
+		v, err = t.Sys()
+	case "ps":
+		v, err = t.PS()
+	case "bt":
+		all := false
+		var pids []int
+		for _, a := range args[1:] {
+			switch {
+			case a == "-a":
+				all = true
+			default:
+				n, perr := strconv.Atoi(a)
+				if perr != nil {
+					return fmt.Errorf("%w: bt [-a | PID...]: %q is not a pid", ErrUsage, a)
+				}
+				pids = append(pids, n)
+			}
+		}
+		v, err = t.BT(all, pids)
+	case "log":
+		v, err = t.Log()
+	case "kmem":
+		if len(args) > 1 && args[1] != "-i" {
+			return fmt.Errorf("%w: kmem [-i]: only the -i summary is supported", ErrUsage)
+		}
+		v, err = t.Kmem()
+	case "mod":
+		v, err = t.Mod()
+	case "help":
+		v = helpText{}
+	default:
+		return fmt.Errorf("%w: unknown command %q (try help)", ErrUsage, args[0])
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return v.(texter).text(w)
+}
+
+type texter interface{ text(io.Writer) error }
+
+type helpText struct{}
+
+func (helpText) text(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, c := range Commands {
+		fmt.Fprintf(tw, "%s\t%s\n", c.Usage, c.Help)
+	}
+	return tw.Flush()
+}
+
+func (helpText) MarshalJSON() ([]byte, error) { return json.Marshal(Commands) }
+
+// SysInfo is `sys`.
+type SysInfo struct {
+	Kernel      string   `json:"kernel"`
+	Dumpfiles   []string `json:"dumpfiles"`
+	Format      string   `json:"format"`
+	Partial     bool     `json:"partial"`
+	CPUs        int      `json:"cpus"`
+	CrashTime   string   `json:"crash_time,omitempty"`
+	Uptime      string   `json:"uptime,omitempty"`
+	UptimeSec   float64  `json:"uptime_seconds,omitempty"`
+	Tasks       int      `json:"tasks"`
+	Nodename    string   `json:"nodename"`
+	Release     string   `json:"release"`
+	Version     string   `json:"version"`
+	Machine     string   `json:"machine"`
+	MemoryBytes uint64   `json:"memory_bytes"`
+	Panic       string   `json:"panic,omitempty"`
+	PanicPID    *int32   `json:"panic_pid,omitempty"`
+	PanicComm   string   `json:"panic_command,omitempty"`
+	PanicTask   string   `json:"panic_task,omitempty"`
+	PanicCPU    *int     `json:"panic_cpu,omitempty"`
+	Notes       []string `json:"notes,omitempty"`
+}
+
+// Sys gathers `sys`.
+func (t *Triage) Sys() (*SysInfo, error) {
+	k := t.K
+	s := &SysInfo{Kernel: t.Vmlinux, Dumpfiles: t.Dumps, Format: k.Dump.Format().String(), CPUs: len(k.CPUs), Tasks: len(k.Tasks)}
+	if lvl, ok := k.Dump.DumpLevel(); ok && lvl > 0 {
+		s.Partial = true
+	}
+	u, err := k.Uname()
+	if err != nil {
+		s.Notes = append(s.Notes, "utsname: "+err.Error())
+	}
+	s.Nodename, s.Release, s.Version, s.Machine = u.Nodename, u.Release, u.Version, u.Machine
+	s.MemoryBytes = k.MemInfo().Total * k.Dump.PageSize()
+	if k.Info.HasCrashTime {
+		s.CrashTime = time.Unix(k.Info.CrashTime, 0).UTC().Format("Mon Jan _2 15:04:05 UTC 2006")
+	}
+	recs, err := k.Log()
+	if err != nil {
+		s.Notes = append(s.Notes, "log: "+err.Error())
+	}
+	// Uptime: the last log timestamp (local_clock since boot) is the
+	// latest moment the dump proves the kernel was alive.
+	if n := len(recs); n > 0 {
+		sec := float64(recs[n-1].TsNsec) / 1e9
+		s.UptimeSec = sec
+		d := time.Duration(recs[n-1].TsNsec)
+		s.Uptime = fmt.Sprintf("%02d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+		if days := int(d.Hours()) / 24; days > 0 {
+			s.Uptime = fmt.Sprintf("%d days, %02d:%02d:%02d", days, int(d.Hours())%24, int(d.Minutes())%60, int(d.Seconds())%60)
+		}
+	}
+	s.Panic = kernel.PanicMessage(recs)
+	for _, task := range k.Tasks {
+		if task.Panic {
+			pid := task.PID
+			cpu := task.OnCPU.ID
+			s.PanicPID, s.PanicComm, s.PanicTask, s.PanicCPU = &pid, task.Comm, fmt.Sprintf("%x", task.Addr), &cpu
+		}
+	}
+	return s, nil
+}
+
+func (s *SysInfo) text(w io.Writer) error {
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "%12s: %s\n", k, v)
+		}
+	}
+	row("KERNEL", s.Kernel)
+	df := strings.Join(s.Dumpfiles, " ")
+	if s.Partial {
+		df += "  [PARTIAL DUMP]"
+	}
+	row("DUMPFILE", df)
+	row("CPUS", strconv.Itoa(s.CPUs))
+	row("DATE", s.CrashTime)
+	row("UPTIME", s.Uptime)
+	row("TASKS", strconv.Itoa(s.Tasks))
+	row("NODENAME", s.Nodename)
+	row("RELEASE", s.Release)
+	row("VERSION", s.Version)
+	row("MACHINE", s.Machine)
+	row("MEMORY", humanBytes(s.MemoryBytes))
+	if s.Panic != "" {
+		row("PANIC", strconv.Quote(s.Panic))
+	}
+	if s.PanicPID != nil {
+		row("PID", strconv.Itoa(int(*s.PanicPID)))
+		row("COMMAND", strconv.Quote(s.PanicComm))
+		row("TASK", s.PanicTask)
+		row("CPU", strconv.Itoa(*s.PanicCPU))
+		row("STATE", "TASK_RUNNING (PANIC)")
+	}
+	for _, n := range s.Notes {
+		row("NOTE", n)
+	}
+	return nil
+}
+
+func humanBytes(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", b)
+}
+
+// PSEntry is one line of `ps`.
+type PSEntry struct {
+	PID     int32   `json:"pid"`
+	PPID    int32   `json:"ppid"`
+	CPU     int     `json:"cpu"`
+	Task    string  `json:"task"`
+	State   string  `json:"state"`
+	MemPct  float64 `json:"mem_percent"`
+	VSZKB   uint64  `json:"vsz_kb"`
+	RSSKB   uint64  `json:"rss_kb"`
+	Comm    string  `json:"comm"`
+	Running bool    `json:"running"`
+	Panic   bool    `json:"panic,omitempty"`
+	Kthread bool    `json:"kernel_thread"`
+}
+
+// PSList is `ps`.
+type PSList []PSEntry
+
+// crash's two-letter states by ps letter.
+var stateNames = map[byte]string{'R': "RU", 'S': "IN", 'D': "UN", 'T': "ST", 't': "TR", 'X': "DE", 'Z': "ZO", 'P': "PA", 'I': "ID"}
+
+// PS gathers `ps`, sorted by pid as crash does (idle tasks first).
+func (t *Triage) PS() (PSList, error) {
+	k := t.K
+	total := k.MemInfo().Total
+	kb := k.Dump.PageSize() / 1024
+	var out PSList
+	for _, task := range k.Tasks {
+		e := PSEntry{PID: task.PID, CPU: task.CPU, Task: fmt.Sprintf("%x", task.Addr), State: stateNames[task.State],
+			Comm: task.Comm, Running: task.OnCPU != nil, Panic: task.Panic, Kthread: task.MM == 0}
+		if e.State == "" {
+			e.State = string(task.State)
+		}
+		if task.OnCPU != nil {
+			e.CPU = task.OnCPU.ID
+		}
+		if !task.IsIdle {
+			e.PPID, _ = k.Parent(task)
+		}
+		if m, err := k.TaskMemory(task); err == nil {
+			e.VSZKB, e.RSSKB = m.VSZ*kb, m.RSS*kb
+			if total > 0 {
+				e.MemPct = float64(m.RSS) * 100 / float64(total)
+			}
+		}
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].PID != out[j].PID {
+			return out[i].PID < out[j].PID
+		}
+		return out[i].CPU < out[j].CPU
+	})
+	return out, nil
+}
+
+func (l PSList) text(w io.Writer) error {
+	fmt.Fprintf(w, "%9s %7s %4s %16s %3s %5s %8s %8s  %s\n", "PID", "PPID", "CPU", "TASK", "ST", "%MEM", "VSZ", "RSS", "COMM")
+	for _, e := range l {
+		mark := " "
+		if e.Running {
+			mark = ">"
+		}
+		comm := e.Comm
+		if e.Kthread {
+			comm = "[" + comm + "]"
+		}
+		fmt.Fprintf(w, "%s%8d %7d %4d %16s %3s %5.1f %8d %8d  %s\n", mark, e.PID, e.PPID, e.CPU, e.Task, e.State, e.MemPct, e.VSZKB, e.RSSKB, comm)
+	}
+	return nil
+}
+
+// BTFrame is one frame of `bt`.
+type BTFrame struct {
+	Level    int               `json:"level"`
+	SP       string            `json:"sp"`
+	PC       string            `json:"pc"`
+	Function string            `json:"function"`
+	Kind     string            `json:"kind"`
+	Regs     map[string]string `json:"exception_registers,omitempty"`
+	User     bool              `json:"user_mode,omitempty"`
+}
+
+// BTTask is one task's `bt`.
+type BTTask struct {
+	PID     int32     `json:"pid"`
+	Task    string    `json:"task"`
+	CPU     int       `json:"cpu"`
+	Command string    `json:"command"`
+	Frames  []BTFrame `json:"frames"`
+	Stopped string    `json:"stopped,omitempty"` // why the unwind ended early
+}
+
+// BTList is `bt`.
+type BTList []BTTask
+
+// BT unwinds the panicking task (or CPU 0's), every task, or the pids.
+func (t *Triage) BT(all bool, pids []int) (BTList, error) {
+	k := t.K
+	var tasks []*kernel.Task
+	switch {
+	case all:
+		tasks = k.Tasks
+	case len(pids) > 0:
+		for _, pid := range pids {
+			found := false
+			for _, task := range k.Tasks {
+				if int(task.PID) == pid && (pid != 0 || task.OnCPU != nil) {
+					tasks = append(tasks, task)
+					found = true
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("no task with pid %d", pid)
+			}
+		}
+	default:
+		for _, task := range k.Tasks {
+			if task.Panic {
+				tasks = append(tasks, task)
+			}
+		}
+		if len(tasks) == 0 && len(k.Tasks) > 0 {
+			tasks = append(tasks, k.Tasks[0])
+		}
+	}
+	var out BTList
+	for _, task := range tasks {
+		bt := BTTask{PID: task.PID, Task: fmt.Sprintf("%x", task.Addr), CPU: task.CPU, Command: task.Comm, Frames: []BTFrame{}}
+		if task.OnCPU != nil {
+			bt.CPU = task.OnCPU.ID
+		}
+		frames, err := k.Backtrace(task)
+		if err != nil {
+			bt.Stopped = err.Error()
+		}
+		for i, f := range frames {
+			name := k.SymbolName(f.PC)
+			if i > 0 && f.Kind == unwind.KindCall {
+				name = k.ReturnSymbolName(f.PC)
+			}
+			bf := BTFrame{Level: i, SP: fmt.Sprintf("%x", f.SP), PC: fmt.Sprintf("%x", f.PC), Function: name, Kind: f.Kind.String(), User: f.UserMode}
+			if bf.Function == "" {
+				bf.Function = "?"
+			}
+			if f.Kind == unwind.KindException || f.Kind == unwind.KindIRET || f.UserMode {
+				bf.Regs = map[string]string{}
+				for r := unwind.RAX; r < unwind.NumRegs; r++ {
+					if v, ok := f.Regs.Get(r); ok {
+						bf.Regs[r.String()] = fmt.Sprintf("%016x", v)
+					}
+				}
+			}
+			bt.Frames = append(bt.Frames, bf)
+		}
+		out = append(out, bt)
+	}
+	return out, nil
+}
+
+func (l BTList) text(w io.Writer) error {
+	for i, bt := range l {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "PID: %-7d TASK: %s  CPU: %-3d COMMAND: %q\n", bt.PID, bt.Task, bt.CPU, bt.Command)
+		for _, f := range bt.Frames {
+			if f.User {
+				// The exception frame that entered the kernel from user space.
+				fmt.Fprintf(w, "    [user space]\n")
+			} else {
+				fmt.Fprintf(w, " #%-2d [%s] %s at %s\n", f.Level, f.SP, strings.SplitN(f.Function, "+", 2)[0], f.PC)
+			}
+			if f.Regs != nil {
+				printRegs(w, f.Regs)
+			}
+		}
+		if bt.Stopped != "" {
+			fmt.Fprintf(w, "    (backtrace stopped: %s)\n", bt.Stopped)
+		}
+	}
+	return nil
+}
+
+func printRegs(w io.Writer, r map[string]string) {
+	lines := [][]string{{"rip", "rsp", "eflags"}, {"rax", "rbx", "rcx"}, {"rdx", "rsi", "rdi"},
+		{"rbp", "r8", "r9"}, {"r10", "r11", "r12"}, {"r13", "r14", "r15"}, {"cs", "ss"}}
+	for _, line := range lines {
+		var parts []string
+		for _, name := range line {
+			if v, ok := r[name]; ok {
+				switch name {
+				case "cs", "ss":
+					v = v[len(v)-4:]
+				case "eflags":
+					v = v[len(v)-8:]
+				}
+				parts = append(parts, fmt.Sprintf("%s: %s", strings.ToUpper(name), v))
+			}
+		}
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "    %s\n", strings.Join(parts, "  "))
+		}
+	}
+}
+
+// LogList is `log`.
+type LogList []kernel.LogRecord
+
+// Log gathers the kernel log.
+func (t *Triage) Log() (LogList, error) {
+	recs, err := t.K.Log()
+	return LogList(recs), err
+}
+
+func (l LogList) text(w io.Writer) error {
+	for _, r := range l {
+		if _, err := fmt.Fprintln(w, r.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KmemInfo is `kmem -i`.
+type KmemInfo struct {
+	PageSize uint64    `json:"page_size"`
+	Rows     []KmemRow `json:"rows"`
+	Missing  []string  `json:"missing,omitempty"`
+	raw      kernel.MemInfo
+}
+
+// KmemRow is one line: pages and what share of total memory they are.
+type KmemRow struct {
+	Name    string  `json:"name"`
+	Pages   uint64  `json:"pages"`
+	Bytes   uint64  `json:"bytes"`
+	Percent float64 `json:"percent_of_total,omitempty"`
+}
+
+// Kmem gathers the memory summary.
+func (t *Triage) Kmem() (*KmemInfo, error) {
+	m := t.K.MemInfo()
+	if m.Total == 0 {
+		return nil, fmt.Errorf("total memory unknown: %s", strings.Join(m.Missing, "; "))
+	}
+	k := &KmemInfo{PageSize: m.PageSize, Missing: m.Missing, raw: m}
+	add := func(name string, pages uint64, pct bool) {
+		r := KmemRow{Name: name, Pages: pages, Bytes: pages * m.PageSize}
+		if pct {
+			r.Percent = float64(pages) * 100 / float64(m.Total)
+		}
+		k.Rows = append(k.Rows, r)
+	}
+	add("TOTAL MEM", m.Total, false)
+	add("FREE", m.Free, true)
+	add("USED", m.Used(), true)
+	add("SHARED", m.Shared, true)
+	add("BUFFERS", m.Buffers, true)
+	add("CACHED", m.Cached, true)
+	add("SLAB", m.Slab, true)
+	add("TOTAL SWAP", m.SwapTotal, false)
+	add("COMMIT LIMIT", m.CommitLimit, false)
+	add("COMMITTED", m.Committed, false)
+	if m.CommitLimit > 0 {
+		k.Rows[len(k.Rows)-1].Percent = float64(m.Committed) * 100 / float64(m.CommitLimit)
+	}
+	return k, nil
+}
+
+func (k *KmemInfo) text(w io.Writer) error {
+	fmt.Fprintf(w, "%15s  %10s  %11s  %s\n", "", "PAGES", "TOTAL", "PERCENTAGE")
+	for _, r := range k.Rows {
+		pct := "----"
+		if r.Percent != 0 || r.Name != "TOTAL MEM" && r.Name != "TOTAL SWAP" && r.Name != "COMMIT LIMIT" {
+			pct = fmt.Sprintf("%3.0f%% of %s", r.Percent, map[bool]string{true: "TOTAL LIMIT", false: "TOTAL MEM"}[r.Name == "COMMITTED"])
+		}
+		fmt.Fprintf(w, "%15s  %10d  %11s  %s\n", r.Name, r.Pages, humanBytes(r.Bytes), pct)
+	}
+	for _, m := range k.Missing {
+		fmt.Fprintf(w, "  (not shown: %s)\n", m)
+	}
+	return nil
+}
+
+// ModEntry is one module in `mod`.
+type ModEntry struct {
+	Module   string `json:"module"`
+	Name     string `json:"name"`
+	Base     string `json:"base"`
+	Size     uint64 `json:"size"`
+	State    string `json:"state"`
+	Sections int    `json:"sections"`
+}
+
+// ModList is `mod`.
+type ModList []ModEntry
+
+// Mod gathers the module list.
+func (t *Triage) Mod() (ModList, error) {
+	mods, err := t.K.Modules()
+	if err != nil {
+		return nil, err
+	}
+	out := ModList{}
+	for _, m := range mods {
+		out = append(out, ModEntry{Module: fmt.Sprintf("%x", m.Addr), Name: m.Name, Base: fmt.Sprintf("%x", m.Base), Size: m.Size, State: m.State, Sections: len(m.Sections)})
+	}
+	return out, nil
+}
+
+func (l ModList) text(w io.Writer) error {
+	fmt.Fprintf(w, "%16s  %-24s %16s  %8s  %s\n", "MODULE", "NAME", "BASE", "SIZE", "STATE")
+	for _, m := range l {
+		fmt.Fprintf(w, "%16s  %-24s %16s  %8d  %s\n", m.Module, m.Name, m.Base, m.Size, m.State)
+	}
+	if len(l) == 0 {
+		fmt.Fprintln(w, "(no modules loaded)")
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package triage
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
+)
+
+func open(t testing.TB, files ...string) *Triage {
+	t.Helper()
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, fixtures.Path(t, strings.Split(f, "/")...))
+	}
+	d, err := vmcore.Open(paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	v, err := symbols.Open(vmlinux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	k, err := kernel.Load(d, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Triage{K: k, Vmlinux: vmlinux, Dumps: paths}
+}
+
+func console(t testing.TB) string {
+	b, err := os.ReadFile(fixtures.Path(t, "oom", "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	// Only the crashed kernel's part, before the capture kernel boots.
+	if i := strings.Index(s, "Kernel panic - not syncing"); i >= 0 {
+		if j := strings.Index(s[i:], "Linux version"); j >= 0 {
+			s = s[:i+j]
+		}
+	}
+	return s
+}
+
+func consoleNumber(t testing.TB, c, re string) uint64 {
+	m := regexp.MustCompile(re).FindStringSubmatch(c)
+	if m == nil {
+		t.Fatalf("console log has no %s", re)
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return n
+}
+
+// The kernel's own OOM report (show_mem) printed the numbers kmem -i
+// reads from the dump a few instructions later.
+func TestKmemMatchesShowMem(t *testing.T) {
+	c := console(t)
+	km, err := open(t, "oom/vmcore.lzo").Kmem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]uint64{}
+	for _, r := range km.Rows {
+		rows[r.Name] = r.Pages
+	}
+	ram := consoleNumber(t, c, `(\d+) pages RAM`)
+	reserved := consoleNumber(t, c, `(\d+) pages reserved`)
+	for _, tc := range []struct {
+		name string
+		want uint64
+	}{
+		{"TOTAL MEM", ram - reserved},
+		{"FREE", consoleNumber(t, c, ` free:(\d+) free_pcp`)},
+		{"SHARED", consoleNumber(t, c, ` shmem:(\d+) pagetables`)},
+		{"CACHED", consoleNumber(t, c, `(\d+) total pagecache pages`)},
+	} {
+		if rows[tc.name] != tc.want {
+			t.Errorf("%s: %d pages, the kernel printed %d", tc.name, rows[tc.name], tc.want)
+		}
+	}
+	if rows["USED"] != rows["TOTAL MEM"]-rows["FREE"] || rows["SLAB"] == 0 || rows["COMMIT LIMIT"] == 0 || rows["COMMITTED"] == 0 {
+		t.Errorf("rows %v", rows)
+	}
+	if len(km.Missing) > 0 {
+		t.Errorf("missing: %v", km.Missing)
+	}
+}
+
+// bt of the panicking task is exactly the kernel's own reliable trace
+// from panic() on, and its user-mode exception frame holds the RIP and
+// RSP the kernel printed.
+func TestBTMatchesConsole(t *testing.T) {
+	c := console(t)
+	var want []string
+	started := false
+	entry := regexp.MustCompile(`\]\s+(\?\s+)?([A-Za-z_][\w.]*)\+0x`)
+	for _, line := range strings.Split(c[strings.Index(c, "Kernel panic - not syncing"):], "\n") {
+		if strings.Contains(line, "</TASK>") {
+			break
+		}
+		m := entry.FindStringSubmatch(line)
+		if m == nil || m[1] != "" {
+			continue
+		}
+		started = started || m[2] == "panic"
+		if started {
+			want = append(want, m[2])
+		}
+	}
+	rip := regexp.MustCompile(`RIP: 0033:0x([0-9a-f]+)`).FindStringSubmatch(c)
+	rsp := regexp.MustCompile(`RSP: 002b:([0-9a-f]+)`).FindStringSubmatch(c)
+	if len(want) < 5 || rip == nil || rsp == nil {
+		t.Fatalf("console trace %v rip %v rsp %v", want, rip, rsp)
+	}
+	for _, f := range []string{"oom/vmcore.lzo", "oom/vmcore.elf"} {
+		bts, err := open(t, f).BT(false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bts) != 1 || bts[0].Stopped != "" {
+			t.Fatalf("%s: %+v", f, bts)
+		}
+		var got []string
+		var user *BTFrame
+		for i, fr := range bts[0].Frames {
+			name := strings.SplitN(fr.Function, "+", 2)[0]
+			if name == "panic" || len(got) > 0 {
+				got = append(got, name)
+			}
+			if fr.User {
+				user = &bts[0].Frames[i]
+				got = got[:len(got)-1] // the user frame is not a function
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: bt\n  %v\nkernel printed\n  %v", f, got, want)
+		}
+		if user == nil || strings.TrimLeft(user.Regs["rip"], "0") != rip[1] || user.Regs["rsp"] != rsp[1] {
+			t.Errorf("%s: user frame %+v, kernel printed RIP %s RSP %s", f, user, rip[1], rsp[1])
+		}
+	}
+}
+
+// Every task's stack unwinds to its end: user space, or the start of a
+// kernel thread, with no early stop.
+func TestBTAll(t *testing.T) {
+	for _, f := range []string{"oom/vmcore.lzo", "qemu57/vmcore.elf"} {
+		tr := open(t, f)
+		bts, err := tr.BT(true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bts) != len(tr.K.Tasks) {
+			t.Fatalf("%d backtraces for %d tasks", len(bts), len(tr.K.Tasks))
+		}
+		for i, bt := range bts {
+			task := tr.K.Tasks[i]
+			// A CPU caught in user space has just its user frame.
+			inUser := len(bt.Frames) == 1 && bt.Frames[0].User
+			if bt.Stopped != "" || (len(bt.Frames) < 2 && !inUser) {
+				t.Errorf("%s pid %d %s: %d frames, stopped: %s", f, bt.PID, bt.Command, len(bt.Frames), bt.Stopped)
+				continue
+			}
+			if task.OnCPU == nil && !strings.HasPrefix(bt.Frames[0].Function, "__schedule+") {
+				t.Errorf("pid %d: frame 0 is %s", bt.PID, bt.Frames[0].Function)
+			}
+			for _, fr := range bt.Frames {
+				if fr.Function == "?" && !fr.User {
+					t.Errorf("pid %d: unnamed frame at %s", bt.PID, fr.PC)
+				}
+			}
+		}
+	}
+}
+
+func TestSysAndPS(t *testing.T) {
+	tr := open(t, "oom/vmcore.lzo")
+	s, err := tr.Sys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Panic != "Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled" {
+		t.Errorf("panic %q", s.Panic)
+	}
+	if s.Release != tr.K.Info.OSRelease || s.Machine != "x86_64" || s.CPUs != 2 || s.PanicComm != "stress" || s.PanicPID == nil || s.MemoryBytes == 0 {
+		t.Errorf("sys %+v", s)
+	}
+	if s.UptimeSec < 1 || s.CrashTime == "" {
+		t.Errorf("uptime %v crash time %q", s.UptimeSec, s.CrashTime)
+	}
+	ps, err := tr.PS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != len(tr.K.Tasks) {
+		t.Fatalf("ps lists %d of %d tasks", len(ps), len(tr.K.Tasks))
+	}
+	running, panicRSS := 0, uint64(0)
+	for _, e := range ps {
+		if e.Running {
+			running++
+		}
+		if e.Kthread && e.PID > 2 && e.PPID != 2 {
+			t.Errorf("kernel thread %d %s has parent %d, not kthreadd", e.PID, e.Comm, e.PPID)
+		}
+		if e.Panic {
+			panicRSS = e.RSSKB
+		}
+	}
+	if running != 2 || panicRSS < 1024 {
+		t.Errorf("%d running, panicking task RSS %d KB", running, panicRSS)
+	}
+	// Text and JSON outputs of every command.
+	for _, cmd := range [][]string{{"sys"}, {"ps"}, {"bt"}, {"bt", "-a"}, {"bt", "1"}, {"log"}, {"kmem", "-i"}, {"mod"}, {"help"}} {
+		var text, js bytes.Buffer
+		if err := tr.Run(cmd, &text, false); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+		if err := tr.Run(cmd, &js, true); err != nil {
+			t.Fatalf("%v --json: %v", cmd, err)
+		}
+		var v any
+		if text.Len() == 0 || json.Unmarshal(js.Bytes(), &v) != nil {
+			t.Errorf("%v: text %d bytes, JSON %q", cmd, text.Len(), js.String()[:min(100, js.Len())])
+		}
+	}
+	if err := tr.Run([]string{"nonsense"}, &bytes.Buffer{}, false); err == nil {
+		t.Error("unknown command accepted")
+	}
+}
+
+// mod lists what /proc/modules showed in the guest before the crash.
+func TestModMatchesProcModules(t *testing.T) {
+	c := console(t)
+	tr := open(t, "oom/vmcore.lzo")
+	mods, err := tr.Mod()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range mods {
+		got[m.Name] = m.Base
+	}
+	// /proc/modules lines: name size refcount deps state address
+	re := regexp.MustCompile(`(?m)^(\w+) (\d+) \d+ \S+ (Live|Loading|Unloading) 0x([0-9a-f]+)`)
+	found := re.FindAllStringSubmatch(c, -1)
+	if len(found) == 0 {
+		t.Fatal("the console log has no /proc/modules listing")
+	}
+	for _, m := range found {
+		if got[m[1]] != m[4] {
+			t.Errorf("module %s at 0x%s in /proc/modules, mod says %q", m[1], m[4], got[m[1]])
+		}
+	}
+	if len(mods) != len(found) {
+		t.Errorf("mod lists %d modules, /proc/modules %d", len(mods), len(found))
+	}
+}
