@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -689,5 +690,61 @@ func TestServeNonLoopbackWarns(t *testing.T) {
 	}
 	if !warned {
 		t.Fatal("no warning for a non-loopback listener")
+	}
+}
+
+// Loaded modules reach gdb as shared libraries: every module `mod` lists
+// is loaded with its symbols, and a module function's address lies in
+// that module.
+func TestGDBModules(t *testing.T) {
+	f := gdbFixtures[0]
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	out, _, code := runCLI(t, append([]string{"mod", "--json", vmlinux}, f.paths(t)...)...)
+	if code != 0 {
+		t.Fatal("mod failed")
+	}
+	var mods []struct {
+		Name string
+		Base string
+		Size uint64
+	}
+	if err := json.Unmarshal(out, &mods); err != nil || len(mods) < 2 {
+		t.Fatalf("mod --json: %v %s", err, out)
+	}
+	gdb := requireGDB(t)
+	dir := fixtures.Path(t, "kernel", "modules")
+	args := []string{"-q", "-batch", "-nx", vmlinux, "-ex", "target remote | " + serverCmd(vmlinux, f.paths(t), "--modules-dir", dir),
+		"-ex", "info sharedlibrary", "-ex", "p/x (unsigned long)&fw_cfg_sysfs_probe", "-ex", "info symbol (unsigned long)&fw_cfg_sysfs_probe"}
+	g := runCmd(t, gdb, args...)
+	for _, m := range mods {
+		if !regexp.MustCompile(`Yes.*/` + m.Name + `\.ko`).MatchString(g) {
+			t.Errorf("module %s not loaded by gdb:\n%s", m.Name, g)
+		}
+	}
+	addr := regexp.MustCompile(`\$1 = 0x([0-9a-f]+)`).FindStringSubmatch(g)
+	if addr == nil {
+		t.Fatalf("no address for fw_cfg_sysfs_probe:\n%s", g)
+	}
+	a, _ := strconv.ParseUint(addr[1], 16, 64)
+	in := false
+	for _, m := range mods {
+		base, _ := strconv.ParseUint(m.Base, 16, 64)
+		if m.Name == "qemu_fw_cfg" && a >= base && a < base+m.Size {
+			in = true
+		}
+	}
+	if !in || !strings.Contains(g, "fw_cfg_sysfs_probe in section .text of") || !strings.Contains(g, "qemu_fw_cfg.ko") {
+		t.Fatalf("fw_cfg_sysfs_probe at 0x%x is not placed in qemu_fw_cfg:\n%s", a, g)
+	}
+}
+
+// monitor commands answer inside a gdb session.
+func TestGDBMonitor(t *testing.T) {
+	f := gdbFixtures[0]
+	out := runGDB(t, f, "monitor info version", "monitor sys", "monitor ps", "monitor bt", "monitor mod", "monitor kmem -i", "monitor nonsense")
+	for _, want := range []string{"vmcore-gdbserver (kernel", "PANIC: \"Kernel panic - not syncing", "[kthreadd]", "COMMAND: \"stress\"", "panic at ", "qemu_fw_cfg", "TOTAL MEM", "unknown command"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("monitor output lacks %q", want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 )
 
 type serveOptions struct {
+	modDirs  []string
 	listen   string
 	unixPath string
 	stdio    bool
@@ -28,6 +29,7 @@ type serveOptions struct {
 func (o *serveOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.threads, "threads", "all", "which tasks become threads: all, active (on a CPU, uninterruptible, panicking) or cpus")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log every failed read and protocol problem to stderr")
+	cmd.Flags().StringArrayVar(&o.modDirs, "modules-dir", nil, "where to find module .ko files (repeatable; default /usr/lib/debug/lib/modules/RELEASE and /lib/modules/RELEASE)")
 }
 
 // openKernel opens the dump and builds the kernel model.
@@ -103,6 +105,11 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		return err
 	}
 	kt.vmlinux, kt.dumps = vmlinux, dumps
+	dirs := o.modDirs
+	if len(dirs) == 0 {
+		dirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
+	}
+	kt.modFiles = &kernel.ModuleFiles{Dirs: dirs}
 	logger := log.New(os.Stderr, "vmcore-gdbserver: ", 0)
 	for _, w := range k.Warnings {
 		logger.Printf("warning: %s", w)
@@ -111,6 +118,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	if o.verbose {
 		srv.Log = stderrLogger{logger}
 	}
+	kt.libLog = func(s string) { logger.Printf("note: %s", s) }
 	if o.stdio {
 		srv.ServeConn(gdbstub.StdioConn{Reader: os.Stdin, Writer: os.Stdout}, "stdio")
 		return nil
@@ -199,6 +207,9 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 		return err
 	}
 	server := []string{shellQuote(self), "serve", "--stdio", "--exec-file=false", "--threads", o.threads}
+	for _, d := range o.modDirs {
+		server = append(server, "--modules-dir", shellQuote(d))
+	}
 	if o.verbose {
 		server = append(server, "-v")
 	}

@@ -26,6 +26,11 @@ type kernelTarget struct {
 	offsets  string
 	vmlinux  string
 	dumps    []string
+	modFiles *kernel.ModuleFiles
+
+	libOnce sync.Once
+	libXML  []byte
+	libLog  func(string)
 
 	mu   sync.Mutex
 	regs map[*kernel.Task][]gdbstub.Register
@@ -190,6 +195,21 @@ func (kt *kernelTarget) ExecFile() (string, bool) { return kt.execFile, kt.execF
 
 func (kt *kernelTarget) SectionOffsets() (string, bool) { return kt.offsets, kt.offsets != "" }
 
+// LibrariesXML presents the loaded modules as shared libraries, read and
+// located once.
+func (kt *kernelTarget) LibrariesXML() []byte {
+	kt.libOnce.Do(func() {
+		var notes []string
+		kt.libXML, notes = kt.k.LibrariesXML(kt.modFiles)
+		for _, n := range notes {
+			if kt.libLog != nil {
+				kt.libLog(n)
+			}
+		}
+	})
+	return kt.libXML
+}
+
 func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
 	if annex != "target.xml" {
 		return nil, false
@@ -198,13 +218,17 @@ func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
 }
 
 // targetXML declares amd64 with the registers a dump can hold: the core
-// set, orig_rax and the segment bases.
+// set, orig_rax and the segment bases. The OS ABI is "none": under
+// GNU/Linux gdb would look for user-space SVR4 shared libraries, whereas
+// with none it asks the target (qXfer:libraries), which is how the kernel's
+// modules reach gdb, each section at its own address.
 var targetXML = func() []byte {
 	var b bytes.Buffer
 	b.WriteString(`<?xml version="1.0"?>
 <!DOCTYPE target SYSTEM "gdb-target.dtd">
 <target version="1.0">
 <architecture>i386:x86-64</architecture>
+<osabi>none</osabi>
 <feature name="org.gnu.gdb.i386.core">
 `)
 	types := map[string]string{"rip": "code_ptr", "rsp": "data_ptr", "rbp": "data_ptr", "eflags": "int"}
