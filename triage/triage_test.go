@@ -268,3 +268,57 @@ func TestModMatchesProcModules(t *testing.T) {
 		t.Errorf("mod lists %d modules, /proc/modules %d", len(mods), len(found))
 	}
 }
+
+// A crash inside a module: bt names the module's functions from the
+// module's own symbols and unwinds through them with the module's ORC,
+// matching the Oops trace the kernel printed.
+func TestBTModuleCrash(t *testing.T) {
+	b, err := os.ReadFile(fixtures.Path(t, "modcrash", "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := string(b)
+	i := strings.Index(c, "Oops: ")
+	if i < 0 {
+		t.Fatal("no Oops in the modcrash console log")
+	}
+	c = c[i:]
+	want := []string{regexp.MustCompile(`RIP: 0010:(\w+)\+`).FindStringSubmatch(c)[1]}
+	entry := regexp.MustCompile(`\]\s+(\?\s+)?([A-Za-z_][\w.]*)\+0x`)
+	for _, line := range strings.Split(c[strings.Index(c, "Call Trace:"):], "\n") {
+		if strings.Contains(line, "</TASK>") {
+			break
+		}
+		if m := entry.FindStringSubmatch(line); m != nil && m[1] == "" {
+			want = append(want, m[2])
+		}
+	}
+	tr := open(t, "modcrash/vmcore.lzo")
+	bts, err := tr.BT(false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range bts[0].Frames {
+		if !f.User {
+			got = append(got, strings.SplitN(f.Function, "+", 2)[0])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("bt %v\nkernel printed %v", got, want)
+	}
+	for i := range want {
+		// kallsyms names the nearest label (entry_SYSCALL_64_after_hwframe);
+		// the symbol table's sized function contains it.
+		if !strings.HasPrefix(want[i], got[i]) {
+			t.Fatalf("frame %d: %s, the kernel printed %s\nbt %v", i, got[i], want[i], got)
+		}
+	}
+	if !strings.Contains(bts[0].Frames[0].Function, "[vmcore_crash]") {
+		t.Errorf("frame 0 %q does not name the module", bts[0].Frames[0].Function)
+	}
+	s, _ := tr.Sys()
+	if !strings.HasPrefix(s.Panic, "Oops: ") {
+		t.Errorf("panic message %q", s.Panic)
+	}
+}

@@ -748,3 +748,20 @@ func TestGDBMonitor(t *testing.T) {
 		}
 	}
 }
+
+// gdb unwinds through a module that crashed, with the module's symbols.
+func TestGDBModuleCrash(t *testing.T) {
+	f := gdbFixture{"modcrash", []string{"modcrash/vmcore.lzo"}, true}
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	gdb := requireGDB(t)
+	out := runCmd(t, gdb, "-q", "-batch", "-nx", vmlinux, "-ex", "target remote | "+serverCmd(vmlinux, f.paths(t),
+		"--modules-dir", fixtures.Path(t, "modcrash"), "--modules-dir", fixtures.Path(t, "kernel", "modules")), "-ex", "bt")
+	fns := frameFuncs(out)
+	want := []string{"vmcore_crash_inner", "vmcore_crash_outer", "vmcore_crash_set", "param_attr_store", "module_attr_store", "kernfs_fop_write_iter"}
+	if !isSubsequence(want, fns) || fns[0] != "vmcore_crash_inner" {
+		t.Fatalf("bt %v, want %v first", fns, want)
+	}
+	if !strings.Contains(out, "vmcore_crash.c:") {
+		t.Errorf("no source lines from the module's debug info:\n%s", out)
+	}
+}
