@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -38,11 +39,13 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 	// DWARF CFI covers what ORC leaves undefined (inline asm in
 	// crash_setup_regs, for one); a vmlinux without .debug_frame just
 	// goes without.
-	if data, _, err := k.Vmlinux.SectionData(".debug_frame"); err == nil {
-		if c, err := unwind.ParseCFI(data, k.KASLR); err == nil {
-			u.CFI = c
-		} else {
-			k.warn("vmlinux %v", err)
+	if k.Vmlinux != nil {
+		if data, _, err := k.Vmlinux.SectionData(".debug_frame"); err == nil {
+			if c, err := unwind.ParseCFI(data, k.KASLR); err == nil {
+				u.CFI = c
+			} else {
+				k.warn("vmlinux %v", err)
+			}
 		}
 	}
 	t, err := k.vmlinuxORC()
@@ -57,22 +60,61 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 	return u, nil
 }
 
+// orcHeader returns the kernel's .orc_header bytes (absent before 6.3).
+func (k *Kernel) orcHeader() []byte {
+	if k.Vmlinux != nil {
+		h, _, _ := k.Vmlinux.SectionData(".orc_header")
+		return h
+	}
+	start, err1 := k.Symbol("__start_orc_header")
+	stop, err2 := k.Symbol("__stop_orc_header")
+	if err1 != nil || err2 != nil || stop <= start || stop-start > 64 {
+		return nil
+	}
+	h := make([]byte, stop-start)
+	if k.Read(h, start) != nil {
+		return nil
+	}
+	return h
+}
+
+// vmlinuxORC reads the kernel's ORC tables from the vmlinux sections, or
+// from the dumped memory between __start_orc_unwind_ip and its stop.
 func (k *Kernel) vmlinuxORC() (*unwind.TableRange, error) {
-	v := k.Vmlinux
-	ipData, ipAddr, err := v.SectionData(".orc_unwind_ip")
+	var ipData, unwData []byte
+	var ipAddr uint64
+	if v := k.Vmlinux; v != nil {
+		var err error
+		var linkAddr uint64
+		if ipData, linkAddr, err = v.SectionData(".orc_unwind_ip"); err != nil {
+			return nil, err
+		}
+		if unwData, _, err = v.SectionData(".orc_unwind"); err != nil {
+			return nil, err
+		}
+		ipAddr = linkAddr + k.KASLR
+	} else {
+		start, err1 := k.Symbol("__start_orc_unwind_ip")
+		stop, err2 := k.Symbol("__stop_orc_unwind_ip")
+		ustart, err3 := k.Symbol("__start_orc_unwind")
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, err
+		}
+		n := (stop - start) / 4
+		if stop < start || n > 1<<24 {
+			return nil, fmt.Errorf("ORC table of %d entries", n)
+		}
+		ipData, unwData = make([]byte, 4*n), make([]byte, 6*n)
+		if err := errors.Join(k.Read(ipData, start), k.Read(unwData, ustart)); err != nil {
+			return nil, err
+		}
+		ipAddr = start
+	}
+	ver, err := unwind.ORCVersionOf(k.orcHeader(), k.Info.OSRelease)
 	if err != nil {
 		return nil, err
 	}
-	unwData, _, err := v.SectionData(".orc_unwind")
-	if err != nil {
-		return nil, err
-	}
-	header, _, _ := v.SectionData(".orc_header")
-	ver, err := unwind.ORCVersionOf(header, k.Info.OSRelease)
-	if err != nil {
-		return nil, err
-	}
-	t, err := unwind.ParseORC("vmlinux", ver, ipData, ipAddr+k.KASLR, unwData)
+	t, err := unwind.ParseORC("vmlinux", ver, ipData, ipAddr, unwData)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +170,7 @@ func (k *Kernel) ReturnSymbolName(addr uint64) string {
 
 // SymbolName names a run-time address as "func+0xoff", or "" if unknown.
 func (k *Kernel) SymbolName(addr uint64) string {
-	if name, off, ok := k.Vmlinux.SymbolAt(addr - k.KASLR); ok {
+	if name, off, ok := k.Syms.Lookup(addr); ok && !k.inModules(addr) {
 		return fmt.Sprintf("%s+0x%x", name, off)
 	}
 	if m := k.moduleSymbol(addr); m != "" {

@@ -22,7 +22,8 @@ const MaxTasks = 1 << 22
 type Kernel struct {
 	Dump    *vmcore.Dump
 	VM      *vmcore.Kernel
-	Vmlinux *symbols.Vmlinux
+	Vmlinux *symbols.Vmlinux // nil when working from the dump alone
+	Syms    Symbols
 	BTF     *symbols.BTF
 	Info    *vmcore.VMCOREINFO
 	KASLR   uint64
@@ -88,8 +89,25 @@ type offsets struct {
 	hasFrame                                                     bool
 }
 
-// Load builds the model: it reads the per-CPU run queues and walks every
-// task list once.
+// Symbols is where the model finds kernel symbols: a vmlinux shifted by
+// KASLR, or the kernel's own kallsyms read from the dump.
+type Symbols interface {
+	Address(name string) (uint64, error)
+	Lookup(addr uint64) (name string, off uint64, ok bool)
+}
+
+type vmlinuxSymbols struct {
+	v     *symbols.Vmlinux
+	kaslr uint64
+}
+
+func (s vmlinuxSymbols) Address(name string) (uint64, error) { return s.v.Address(name, s.kaslr) }
+func (s vmlinuxSymbols) Lookup(addr uint64) (string, uint64, bool) {
+	return s.v.SymbolAt(addr - s.kaslr)
+}
+
+// Load builds the model from a dump and its vmlinux: it reads the per-CPU
+// run queues and walks every task list once.
 func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
 	info, err := d.VMCOREINFO()
 	if err != nil {
@@ -101,15 +119,56 @@ func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
 	if bid := v.BuildID(); bid != "" && info.BuildID != "" && !strings.EqualFold(bid, info.BuildID) {
 		return nil, fmt.Errorf("%s (build id %s) is not the kernel of this dump (%s, build id %s)", v.Path(), bid, info.OSRelease, info.BuildID)
 	}
-	vm, err := d.Kernel()
-	if err != nil {
-		return nil, err
-	}
 	b, err := v.BTF()
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{Dump: d, VM: vm, Vmlinux: v, BTF: b, Info: info, KASLR: info.KernelOffset,
+	return load(d, info, v, vmlinuxSymbols{v, info.KernelOffset}, b)
+}
+
+// LoadFromDump builds the model without a vmlinux: symbols from the
+// kernel's kallsyms and types from its BTF, both in the dumped memory
+// (kernels 6.0+ built with CONFIG_DEBUG_INFO_BTF).
+func LoadFromDump(d *vmcore.Dump) (*Kernel, error) {
+	info, err := d.VMCOREINFO()
+	if err != nil {
+		return nil, err
+	}
+	vm, err := d.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	mem := dumpMem{vm}
+	ks, err := symbols.LoadKallsyms(mem, info.Symbols)
+	if err != nil {
+		return nil, fmt.Errorf("no vmlinux given and %w", err)
+	}
+	start, err1 := ks.Address("__start_BTF")
+	stop, err2 := ks.Address("__stop_BTF")
+	if err1 != nil || err2 != nil || stop <= start || stop-start > 1<<28 {
+		return nil, errors.New("no vmlinux given and the dumped kernel has no BTF (__start_BTF/__stop_BTF): give the vmlinux")
+	}
+	raw := make([]byte, stop-start)
+	if err := mem.Read(raw, start); err != nil {
+		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
+	}
+	b, err := symbols.ParseBTF(raw)
+	if err != nil {
+		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
+	}
+	return load(d, info, nil, ks, b)
+}
+
+type dumpMem struct{ vm *vmcore.Kernel }
+
+func (m dumpMem) Read(p []byte, addr uint64) error { _, err := m.vm.Read(p, addr); return err }
+
+func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symbols, b *symbols.BTF) (*Kernel, error) {
+	vm, err := d.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	k := &Kernel{Dump: d, VM: vm, Vmlinux: v, Syms: syms, BTF: b, Info: info, KASLR: info.KernelOffset,
 		byAddr: map[uint64]*Task{}, userAS: map[uint64]*vmcore.PageTable{}, PanicCPU: -1}
 	if err := k.loadOffsets(); err != nil {
 		return nil, err
@@ -191,7 +250,7 @@ func (k *Kernel) loadOffsets() error {
 
 // Symbol returns a kernel symbol's run-time address.
 func (k *Kernel) Symbol(name string) (uint64, error) {
-	return k.Vmlinux.Address(name, k.KASLR)
+	return k.Syms.Address(name)
 }
 
 // Read reads kernel virtual memory.
@@ -247,8 +306,11 @@ func (k *Kernel) loadCPUs() error {
 	if err != nil {
 		return fmt.Errorf("nr_cpu_ids: %w", err)
 	}
-	_, size, _ := k.Vmlinux.Symbol("__per_cpu_offset")
-	if n == 0 || (size > 0 && uint64(n) > size/8) {
+	var size uint64
+	if k.Vmlinux != nil {
+		_, size, _ = k.Vmlinux.Symbol("__per_cpu_offset")
+	}
+	if n == 0 || n > 1<<16 || (size > 0 && uint64(n) > size/8) {
 		return fmt.Errorf("nr_cpu_ids %d is not a CPU count", n)
 	}
 	for cpu := 0; cpu < int(n); cpu++ {

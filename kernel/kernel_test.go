@@ -11,7 +11,7 @@ import (
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
-func load(t testing.TB, files ...string) *Kernel {
+func loadFixture(t testing.TB, files ...string) *Kernel {
 	t.Helper()
 	var paths []string
 	for _, f := range files {
@@ -50,7 +50,7 @@ func TestModel(t *testing.T) {
 		{[]string{"qemu57/vmcore.kdump-zlib"}, false},
 	} {
 		t.Run(c.files[0], func(t *testing.T) {
-			k := load(t, c.files...)
+			k := loadFixture(t, c.files...)
 			if len(k.Warnings) > 0 {
 				t.Errorf("warnings: %q", k.Warnings)
 			}

@@ -37,7 +37,7 @@ func TestLogMatchesConsole(t *testing.T) {
 		t.Fatalf("console log: %d lines, panic %v", len(want), seenPanic)
 	}
 	for _, files := range [][]string{{"oom/vmcore.lzo"}, {"oom/vmcore.elf"}} {
-		k := load(t, files...)
+		k := loadFixture(t, files...)
 		recs, err := k.Log()
 		if err != nil {
 			t.Fatal(err)

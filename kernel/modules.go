@@ -263,6 +263,18 @@ func (k *Kernel) moduleKallsyms(m *Module) error {
 	return nil
 }
 
+// inModules says whether addr lies in a module's core area (kallsyms
+// would otherwise name it after the last kernel symbol below).
+func (k *Kernel) inModules(addr uint64) bool {
+	mods, _ := k.Modules()
+	for _, m := range mods {
+		if addr >= m.Base && addr < m.Base+max(m.Size, m.TextSize) {
+			return true
+		}
+	}
+	return false
+}
+
 // moduleSymbol names an address inside a module as "func+0xoff [mod]".
 func (k *Kernel) moduleSymbol(addr uint64) string {
 	mods, _ := k.Modules()
@@ -288,8 +300,7 @@ func (k *Kernel) addModuleORC(u *unwind.Unwinder, mods []*Module) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return
 	}
-	header, _, _ := k.Vmlinux.SectionData(".orc_header")
-	ver, err := unwind.ORCVersionOf(header, k.Info.OSRelease)
+	ver, err := unwind.ORCVersionOf(k.orcHeader(), k.Info.OSRelease)
 	if err != nil {
 		return
 	}

@@ -391,7 +391,14 @@ func (l BTList) text(w io.Writer) error {
 				// The exception frame that entered the kernel from user space.
 				fmt.Fprintf(w, "    [user space]\n")
 			} else {
-				fmt.Fprintf(w, " #%-2d [%s] %s at %s\n", f.Level, f.SP, strings.SplitN(f.Function, "+", 2)[0], f.PC)
+				// Frames found by following rbp, where no unwind data
+				// covered the callee, are marked as guesses, as the
+				// kernel's own traces mark unreliable entries.
+				mark := ""
+				if f.Kind == unwind.KindFramePointer.String() {
+					mark = "? "
+				}
+				fmt.Fprintf(w, " #%-2d [%s] %s%s at %s\n", f.Level, f.SP, mark, strings.SplitN(f.Function, "+", 2)[0], f.PC)
 			}
 			if f.Regs != nil {
 				printRegs(w, f.Regs)

@@ -322,3 +322,84 @@ func TestBTModuleCrash(t *testing.T) {
 		t.Errorf("panic message %q", s.Panic)
 	}
 }
+
+func openDumpOnly(t testing.TB, files ...string) *Triage {
+	t.Helper()
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, fixtures.Path(t, strings.Split(f, "/")...))
+	}
+	d, err := vmcore.Open(paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	k, err := kernel.LoadFromDump(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Triage{K: k, Dumps: paths}
+}
+
+// Without a vmlinux (kallsyms and BTF from the dump) every command gives
+// what it gives with one; backtraces reach the same addresses.
+func TestWithoutVmlinux(t *testing.T) {
+	for _, f := range []string{"oom/vmcore.lzo", "modcrash/vmcore.lzo", "qemu57/vmcore.kdump-zlib"} {
+		with, without := open(t, f), openDumpOnly(t, f)
+		for _, cmd := range [][]string{{"ps"}, {"log"}, {"kmem"}, {"mod"}} {
+			var a, b bytes.Buffer
+			if err := with.Run(cmd, &a, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := without.Run(cmd, &b, true); err != nil {
+				t.Fatalf("%s %v without vmlinux: %v", f, cmd, err)
+			}
+			if a.String() != b.String() {
+				t.Errorf("%s %v differs without the vmlinux", f, cmd)
+			}
+		}
+		ba, _ := with.BT(true, nil)
+		bb, err := without.BT(true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		guessed := 0
+		for i := range ba {
+			x, y := ba[i].Frames, bb[i].Frames
+			if bb[i].Stopped != "" {
+				t.Errorf("%s pid %d: stopped without vmlinux: %s", f, ba[i].PID, bb[i].Stopped)
+			}
+			// Where ORC has no entry and the DWARF CFI of the vmlinux is
+			// missing, a frame-pointer step is marked as a guess; from
+			// there on the traces may differ, but they rejoin: the last
+			// frames (the stack's start) are the same.
+			if len(y) > 1 && y[1].Kind == "frame pointer" {
+				guessed++
+				if x[len(x)-1].SP != y[len(y)-1].SP || x[len(x)-1].PC != y[len(y)-1].PC {
+					t.Errorf("%s pid %d: guessed trace does not reach the same stack start", f, ba[i].PID)
+				}
+				continue
+			}
+			if len(x) != len(y) {
+				t.Errorf("%s pid %d: %d frames with vmlinux, %d without", f, ba[i].PID, len(x), len(y))
+				continue
+			}
+			for j := range x {
+				if x[j].PC != y[j].PC || x[j].SP != y[j].SP || (y[j].Function == "?" && !y[j].User) {
+					t.Errorf("%s pid %d frame %d: %s %s vs %s %s", f, ba[i].PID, j, x[j].Function, x[j].PC, y[j].Function, y[j].PC)
+				}
+			}
+		}
+		if guessed > 1 {
+			t.Errorf("%s: %d traces needed frame-pointer guesses", f, guessed)
+		}
+		sa, _ := with.Sys()
+		sb, _ := without.Sys()
+		sa.Kernel = ""
+		ja, _ := json.Marshal(sa)
+		jb, _ := json.Marshal(sb)
+		if string(ja) != string(jb) {
+			t.Errorf("%s sys differs:\n%s\n%s", f, ja, jb)
+		}
+	}
+}

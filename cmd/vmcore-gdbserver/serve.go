@@ -32,11 +32,20 @@ func (o *serveOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&o.modDirs, "modules-dir", nil, "where to find module .ko files (repeatable; default /usr/lib/debug/lib/modules/RELEASE and /lib/modules/RELEASE)")
 }
 
-// openKernel opens the dump and builds the kernel model.
+// openKernel opens the dump and builds the kernel model; without a
+// vmlinux, from the dump's own kallsyms and BTF.
 func openKernel(vmlinux string, dumps []string) (*kernel.Kernel, func(), error) {
 	d, err := vmcore.Open(dumps...)
 	if err != nil {
 		return nil, nil, err
+	}
+	if vmlinux == "" {
+		k, err := kernel.LoadFromDump(d)
+		if err != nil {
+			d.Close()
+			return nil, nil, err
+		}
+		return k, func() { d.Close() }, nil
 	}
 	v, err := symbols.Open(vmlinux)
 	if err != nil {

@@ -88,6 +88,9 @@ func newKernelTarget(k *kernel.Kernel, filter threadFilter, execFile string) (*k
 		}
 	}
 	// KASLR: absolute bases of the vmlinux's text and data segments.
+	if k.Vmlinux == nil {
+		return kt, nil
+	}
 	if segs := k.Vmlinux.LoadSegments(); len(segs) >= 2 {
 		kt.offsets = fmt.Sprintf("TextSeg=%x;DataSeg=%x", segs[0].VAddr+k.KASLR, segs[1].VAddr+k.KASLR)
 	}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -23,20 +26,24 @@ func newTriageCmds() []*cobra.Command {
 		var asJSON, all bool
 		var pids []int
 		cmd := &cobra.Command{
-			Use:   c.Name + " [flags] VMLINUX VMCORE...",
+			Use:   c.Name + " [flags] [VMLINUX] VMCORE...",
 			Short: c.Help,
 			Long: c.Help + `.
 
+Without VMLINUX the symbols and types come from the dump itself (the
+kernel's kallsyms and BTF, kernels 6.0+); what needs the vmlinux's debug
+information (DWARF unwind data) is then done without it.
 The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
-			Example: fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore\n  vmcore-gdbserver %s --json vmlinux vmcore.1 vmcore.2", c.Name, c.Name),
-			Args:    cobra.MinimumNArgs(2),
+			Example: fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore\n  vmcore-gdbserver %s vmcore           # no vmlinux: kallsyms and BTF from the dump\n  vmcore-gdbserver %s --json vmlinux vmcore.1 vmcore.2", c.Name, c.Name, c.Name),
+			Args:    cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				k, closeAll, err := openKernel(args[0], args[1:])
+				vmlinux, dumps := splitVmlinux(args)
+				k, closeAll, err := openKernel(vmlinux, dumps)
 				if err != nil {
 					return err
 				}
 				defer closeAll()
-				t := &triage.Triage{K: k, Vmlinux: args[0], Dumps: args[1:]}
+				t := &triage.Triage{K: k, Vmlinux: vmlinux, Dumps: dumps}
 				argv := []string{c.Name}
 				if all {
 					argv = append(argv, "-a")
@@ -55,6 +62,24 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		cmds = append(cmds, cmd)
 	}
 	return cmds
+}
+
+// splitVmlinux tells a vmlinux (an ELF executable) in front of the dump
+// files from a dump-only command line.
+func splitVmlinux(args []string) (string, []string) {
+	f, err := os.Open(args[0])
+	if err != nil {
+		return "", args
+	}
+	defer f.Close()
+	var h [18]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return "", args
+	}
+	if string(h[:4]) == "\x7fELF" && binary.LittleEndian.Uint16(h[16:]) == uint16(elf.ET_EXEC) && len(args) > 1 {
+		return args[0], args[1:]
+	}
+	return "", args
 }
 
 // Monitor answers gdb's `monitor CMD` with the triage commands, plus

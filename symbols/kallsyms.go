@@ -1,0 +1,251 @@
+package symbols
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// MemReader reads the dumped kernel's memory at run-time addresses.
+type MemReader interface {
+	Read(p []byte, addr uint64) error
+}
+
+// Kallsyms is the kernel's own symbol table decoded from a dump, located
+// by the kallsyms_* symbols VMCOREINFO carries since 6.0. It names
+// addresses and finds symbols without any vmlinux file.
+type Kallsyms struct {
+	addrs map[string]uint64
+	types map[string]byte
+	byPos []ksym // sorted by address
+}
+
+type ksym struct {
+	addr uint64
+	name string
+}
+
+// maxKallsyms bounds the symbol count read from the dump.
+const maxKallsyms = 1 << 22
+
+// ErrNoKallsyms means VMCOREINFO does not locate the symbol table.
+var ErrNoKallsyms = errors.New("VMCOREINFO has no kallsyms symbols (kernels before 6.0 do not publish them)")
+
+// LoadKallsyms decodes the table. vmcoreinfo holds SYMBOL(x) values by
+// name (kallsyms_names, _num_syms, _token_table, _token_index, _offsets,
+// _relative_base or _addresses, and _stext, which picks the address
+// encoding).
+func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error) {
+	need := func(n string) (uint64, error) {
+		v, ok := vmcoreinfo[n]
+		if !ok {
+			return 0, fmt.Errorf("%w: no SYMBOL(%s)", ErrNoKallsyms, n)
+		}
+		return v, nil
+	}
+	var errs []error
+	get := func(n string) uint64 {
+		v, err := need(n)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return v
+	}
+	namesAddr, numAddr := get("kallsyms_names"), get("kallsyms_num_syms")
+	tokTableAddr, tokIndexAddr := get("kallsyms_token_table"), get("kallsyms_token_index")
+	stext := get("_stext")
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	le := binary.LittleEndian
+	var b4 [4]byte
+	if err := mem.Read(b4[:], numAddr); err != nil {
+		return nil, fmt.Errorf("kallsyms_num_syms: %w", err)
+	}
+	num := le.Uint32(b4[:])
+	if num == 0 || num > maxKallsyms {
+		return nil, fmt.Errorf("kallsyms_num_syms %d", num)
+	}
+	idx := make([]byte, 512)
+	if err := mem.Read(idx, tokIndexAddr); err != nil {
+		return nil, fmt.Errorf("kallsyms_token_index: %w", err)
+	}
+	var maxOff uint16
+	for i := 0; i < 256; i++ {
+		maxOff = max(maxOff, le.Uint16(idx[2*i:]))
+	}
+	table := make([]byte, int(maxOff)+256)
+	if err := mem.Read(table, tokTableAddr); err != nil {
+		return nil, fmt.Errorf("kallsyms_token_table: %w", err)
+	}
+	var tokens [256]string
+	for i := range tokens {
+		t := table[le.Uint16(idx[2*i:]):]
+		if z := indexNUL(t); z >= 0 {
+			t = t[:z]
+		}
+		tokens[i] = string(t)
+	}
+	// Names: a length (one byte, or two as ULEB128 with 6.1's big
+	// symbols) then that many token indexes.
+	names := make([]string, num)
+	r := &memStream{mem: mem, addr: namesAddr}
+	for i := uint32(0); i < num; i++ {
+		l, err := r.byte()
+		if err != nil {
+			return nil, fmt.Errorf("kallsyms_names entry %d: %w", i, err)
+		}
+		n := int(l)
+		if l&0x80 != 0 {
+			hi, err := r.byte()
+			if err != nil {
+				return nil, err
+			}
+			n = int(l&0x7f) | int(hi)<<7
+		}
+		var sb strings.Builder
+		for j := 0; j < n; j++ {
+			c, err := r.byte()
+			if err != nil {
+				return nil, err
+			}
+			sb.WriteString(tokens[c])
+		}
+		names[i] = sb.String()
+	}
+	addrs, err := kallsymsAddresses(mem, vmcoreinfo, num, names, stext)
+	if err != nil {
+		return nil, err
+	}
+	k := &Kallsyms{addrs: make(map[string]uint64, num), types: make(map[string]byte, num)}
+	for i, full := range names {
+		if len(full) < 2 {
+			continue
+		}
+		typ, name := full[0], full[1:]
+		if _, dup := k.addrs[name]; !dup || typ == 'T' || typ == 'D' || typ == 'B' || typ == 'R' {
+			k.addrs[name], k.types[name] = addrs[i], typ
+		}
+		k.byPos = append(k.byPos, ksym{addrs[i], name})
+	}
+	sort.SliceStable(k.byPos, func(i, j int) bool { return k.byPos[i].addr < k.byPos[j].addr })
+	return k, nil
+}
+
+func indexNUL(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// kallsymsAddresses tries each address encoding the kernel has used and
+// keeps the one that puts _stext where VMCOREINFO says it is.
+func kallsymsAddresses(mem MemReader, vi map[string]uint64, num uint32, names []string, stext uint64) ([]uint64, error) {
+	stextIdx := -1
+	for i, n := range names {
+		if len(n) > 1 && n[1:] == "_stext" {
+			stextIdx = i
+			break
+		}
+	}
+	if stextIdx < 0 {
+		return nil, errors.New("kallsyms has no _stext to check its addresses against")
+	}
+	le := binary.LittleEndian
+	if a, ok := vi["kallsyms_addresses"]; ok {
+		raw := make([]byte, 8*num)
+		if err := mem.Read(raw, a); err == nil {
+			out := make([]uint64, num)
+			for i := range out {
+				out[i] = le.Uint64(raw[8*i:])
+			}
+			if out[stextIdx] == stext {
+				return out, nil
+			}
+		}
+	}
+	offAddr, ok := vi["kallsyms_offsets"]
+	if !ok {
+		return nil, fmt.Errorf("%w: no SYMBOL(kallsyms_offsets)", ErrNoKallsyms)
+	}
+	raw := make([]byte, 4*num)
+	if err := mem.Read(raw, offAddr); err != nil {
+		return nil, fmt.Errorf("kallsyms_offsets: %w", err)
+	}
+	var base uint64
+	if a, ok := vi["kallsyms_relative_base"]; ok {
+		var b8 [8]byte
+		if err := mem.Read(b8[:], a); err != nil {
+			return nil, err
+		}
+		base = le.Uint64(b8[:])
+	}
+	encodings := []func(i int, off int32) uint64{
+		func(i int, off int32) uint64 { // absolute per-CPU (x86_64 until 6.15)
+			if off >= 0 {
+				return uint64(off)
+			}
+			return base - 1 - uint64(int64(off))
+		},
+		func(i int, off int32) uint64 { return base + uint64(uint32(off)) },                  // base-relative
+		func(i int, off int32) uint64 { return offAddr + uint64(4*i) + uint64(int64(off)) }, // place-relative (7.0+)
+	}
+	for _, enc := range encodings {
+		if enc(stextIdx, int32(le.Uint32(raw[4*stextIdx:]))) != stext {
+			continue
+		}
+		out := make([]uint64, num)
+		for i := range out {
+			out[i] = enc(i, int32(le.Uint32(raw[4*i:])))
+		}
+		return out, nil
+	}
+	return nil, errors.New("no kallsyms address encoding places _stext where VMCOREINFO says")
+}
+
+// memStream reads kernel memory sequentially in pages.
+type memStream struct {
+	mem  MemReader
+	addr uint64
+	buf  []byte
+}
+
+func (s *memStream) byte() (byte, error) {
+	if len(s.buf) == 0 {
+		n := 4096 - s.addr%4096
+		s.buf = make([]byte, n)
+		if err := s.mem.Read(s.buf, s.addr); err != nil {
+			return 0, err
+		}
+		s.addr += n
+	}
+	c := s.buf[0]
+	s.buf = s.buf[1:]
+	return c, nil
+}
+
+// Address returns a symbol's run-time address.
+func (k *Kallsyms) Address(name string) (uint64, error) {
+	a, ok := k.addrs[name]
+	if !ok {
+		return 0, fmt.Errorf("kallsyms: %w: %s", ErrNoSymbol, name)
+	}
+	return a, nil
+}
+
+// Lookup names a run-time address by the nearest symbol at or below it.
+func (k *Kallsyms) Lookup(addr uint64) (string, uint64, bool) {
+	i := sort.Search(len(k.byPos), func(i int) bool { return k.byPos[i].addr > addr }) - 1
+	if i < 0 || addr-k.byPos[i].addr >= 1<<20 {
+		return "", 0, false
+	}
+	return k.byPos[i].name, addr - k.byPos[i].addr, true
+}
+
+// Len returns the number of symbols.
+func (k *Kallsyms) Len() int { return len(k.byPos) }
