@@ -9,7 +9,8 @@ FUZZTIME ?= 3s
 FUZZ_TARGETS := \
 	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
 	./vmcore:FuzzFlattened ./vmcore:FuzzDecompress ./vmcore:FuzzPageTableWalk \
-	./symbols:FuzzBTF ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload
+	./symbols:FuzzBTF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
+	./unwind:FuzzORC ./unwind:FuzzCFI
 
 .PHONY: all build sample fixtures test unit fuzz-smoke fuzz bench clean
 

@@ -90,7 +90,7 @@ func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error
 	}
 	// Names: a length (one byte, or two as ULEB128 with 6.1's big
 	// symbols) then that many token indexes.
-	names := make([]string, num)
+	names := make([]string, 0, min(num, 1<<16))
 	r := &memStream{mem: mem, addr: namesAddr}
 	for i := uint32(0); i < num; i++ {
 		l, err := r.byte()
@@ -113,7 +113,7 @@ func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error
 			}
 			sb.WriteString(tokens[c])
 		}
-		names[i] = sb.String()
+		names = append(names, sb.String())
 	}
 	addrs, err := kallsymsAddresses(mem, vmcoreinfo, num, names, stext)
 	if err != nil {
