@@ -765,3 +765,65 @@ func TestGDBModuleCrash(t *testing.T) {
 		t.Errorf("no source lines from the module's debug info:\n%s", out)
 	}
 }
+
+// The kernel's own gdb scripts (scripts/gdb from Debian's linux-source,
+// prepared by the fixture generator) work over this server in the
+// `vmcore-gdbserver gdb` flow: lx-ps, lx-lsmod, lx-dmesg, and
+// $lx_current()/$lx_per_cpu(), which ask the server for the selected
+// thread's CPU through `monitor info version` (threads 1..N are the CPUs).
+func TestKernelGDBScripts(t *testing.T) {
+	requireGDB(t)
+	f := gdbFixtures[0]
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	script := fixtures.Path(t, "gdb-scripts", "vmlinux-gdb.py")
+	args := append([]string{"gdb", vmlinux}, f.paths(t)...)
+	args = append(args, "--", "-batch", "-nx", "-ex", "set pagination off", "-ex", "add-auto-load-safe-path /", "-ex", "source "+script,
+		"-ex", "info threads 1-2", "-ex", "echo ==PS==\\n", "-ex", "lx-ps", "-ex", "echo ==LSMOD==\\n", "-ex", "lx-lsmod",
+		"-ex", "echo ==DMESG==\\n", "-ex", "lx-dmesg", "-ex", "echo ==CPUS==\\n")
+	for cpu := 1; cpu <= 2; cpu++ {
+		args = append(args, "-ex", fmt.Sprintf("thread %d", cpu), "-ex", "p $lx_current().comm", "-ex", `p $lx_per_cpu("runqueues").cpu`)
+	}
+	out := runCmd(t, cliBinary, args...)
+	head, rest, _ := strings.Cut(out, "==PS==")
+	ps, rest, _ := strings.Cut(rest, "==LSMOD==")
+	lsmod, rest, _ := strings.Cut(rest, "==DMESG==")
+	dmesg, cpus, _ := strings.Cut(rest, "==CPUS==")
+	ts := parseThreads(head)
+	if len(ts) != 2 {
+		t.Fatalf("threads:\n%s", head)
+	}
+	// lx-ps: every task of ours but the idle ones of other CPUs.
+	psOut, _, _ := runCLI(t, append([]string{"ps", "--json", vmlinux}, f.paths(t)...)...)
+	var ours []struct {
+		PID  int
+		Comm string
+	}
+	if err := json.Unmarshal(psOut, &ours); err != nil || len(ours) < 10 {
+		t.Fatalf("ps --json: %v", err)
+	}
+	for _, o := range ours {
+		if o.PID != 0 && !regexp.MustCompile(`(?m)^0x[0-9a-f]+\s+`+strconv.Itoa(o.PID)+`\s+`+regexp.QuoteMeta(o.Comm)+`$`).MatchString(ps) {
+			t.Errorf("lx-ps lacks pid %d %s", o.PID, o.Comm)
+		}
+	}
+	modOut, _, _ := runCLI(t, append([]string{"mod", "--json", vmlinux}, f.paths(t)...)...)
+	var mods []struct{ Name, Base string }
+	json.Unmarshal(modOut, &mods)
+	for _, m := range mods {
+		if !strings.Contains(lsmod, "0x"+m.Base+" "+m.Name) {
+			t.Errorf("lx-lsmod lacks %s at 0x%s:\n%s", m.Name, m.Base, lsmod)
+		}
+	}
+	if len(mods) == 0 || !strings.Contains(dmesg, "Kernel panic - not syncing: Out of memory") {
+		t.Errorf("lx-dmesg has no panic line")
+	}
+	vals := printValue.FindAllStringSubmatch(cpus, -1)
+	if len(vals) != 4 {
+		t.Fatalf("per-CPU values:\n%s", cpus)
+	}
+	for cpu := 0; cpu < 2; cpu++ {
+		if !strings.HasPrefix(vals[2*cpu][1], `"`+ts[cpu].name+`\000`) || vals[2*cpu+1][1] != strconv.Itoa(cpu) {
+			t.Errorf("thread %d: $lx_current() %s, runqueues.cpu %s; want %q on CPU %d", cpu+1, vals[2*cpu][1], vals[2*cpu+1][1], ts[cpu].name, cpu)
+		}
+	}
+}
