@@ -20,6 +20,8 @@ type Triage struct {
 	K       *kernel.Kernel
 	Vmlinux string
 	Dumps   []string
+	// ModFiles, if set, is where `mod` looks for each module's file.
+	ModFiles *kernel.ModuleFiles
 }
 
 // Commands lists the commands with a line of help each.
@@ -520,6 +522,8 @@ type ModEntry struct {
 	Size     uint64 `json:"size"`
 	State    string `json:"state"`
 	Sections int    `json:"sections"`
+	File     string `json:"file,omitempty"`
+	Missing  string `json:"file_missing,omitempty"`
 }
 
 // ModList is `mod`.
@@ -533,15 +537,27 @@ func (t *Triage) Mod() (ModList, error) {
 	}
 	out := ModList{}
 	for _, m := range mods {
-		out = append(out, ModEntry{Module: fmt.Sprintf("%x", m.Addr), Name: m.Name, Base: fmt.Sprintf("%x", m.Base), Size: m.Size, State: m.State, Sections: len(m.Sections)})
+		e := ModEntry{Module: fmt.Sprintf("%x", m.Addr), Name: m.Name, Base: fmt.Sprintf("%x", m.Base), Size: m.Size, State: m.State, Sections: len(m.Sections)}
+		if t.ModFiles != nil {
+			if p, err := t.ModFiles.Find(m.Name); err == nil {
+				e.File = p
+			} else {
+				e.Missing = err.Error()
+			}
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }
 
 func (l ModList) text(w io.Writer) error {
-	fmt.Fprintf(w, "%16s  %-24s %16s  %8s  %s\n", "MODULE", "NAME", "BASE", "SIZE", "STATE")
+	fmt.Fprintf(w, "%16s  %-24s %16s  %8s  %-8s %s\n", "MODULE", "NAME", "BASE", "SIZE", "STATE", "OBJECT FILE")
 	for _, m := range l {
-		fmt.Fprintf(w, "%16s  %-24s %16s  %8d  %s\n", m.Module, m.Name, m.Base, m.Size, m.State)
+		file := m.File
+		if m.Missing != "" {
+			file = "(not found: " + m.Missing + ")"
+		}
+		fmt.Fprintf(w, "%16s  %-24s %16s  %8d  %-8s %s\n", m.Module, m.Name, m.Base, m.Size, m.State, file)
 	}
 	if len(l) == 0 {
 		fmt.Fprintln(w, "(no modules loaded)")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/triage"
 )
 
@@ -25,6 +26,7 @@ func newTriageCmds() []*cobra.Command {
 		c := c
 		var asJSON, all bool
 		var pids []int
+		var modDirs []string
 		cmd := &cobra.Command{
 			Use:   c.Name + " [flags] [VMLINUX] VMCORE...",
 			Short: c.Help,
@@ -44,6 +46,12 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				}
 				defer closeAll()
 				t := &triage.Triage{K: k, Vmlinux: vmlinux, Dumps: dumps}
+				if c.Name == "mod" {
+					if len(modDirs) == 0 {
+						modDirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
+					}
+					t.ModFiles = &kernel.ModuleFiles{Dirs: modDirs}
+				}
 				argv := []string{c.Name}
 				if all {
 					argv = append(argv, "-a")
@@ -55,6 +63,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 			},
 		}
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+		if c.Name == "mod" {
+			cmd.Flags().StringArrayVar(&modDirs, "modules-dir", nil, "where to look for each module's .ko (repeatable)")
+		}
 		if c.Name == "bt" {
 			cmd.Flags().BoolVarP(&all, "all", "a", false, "every task")
 			cmd.Flags().IntSliceVarP(&pids, "pid", "p", nil, "these pids (repeatable)")
@@ -100,6 +111,6 @@ func (kt *kernelTarget) Monitor(cmd string, out io.Writer) error {
 			rest = append(rest, a)
 		}
 	}
-	t := &triage.Triage{K: kt.k, Vmlinux: kt.vmlinux, Dumps: kt.dumps}
+	t := &triage.Triage{K: kt.k, Vmlinux: kt.vmlinux, Dumps: kt.dumps, ModFiles: kt.modFiles}
 	return t.Run(rest, out, asJSON)
 }

@@ -1,0 +1,64 @@
+package kernel
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+)
+
+// Module files are found by module name however they are stored: plain,
+// .ko.zst, .ko.xz, with '-' or '_' in the file name.
+func TestModuleFiles(t *testing.T) {
+	var orig string
+	filepath.WalkDir(fixtures.Path(t, "kernel", "modules"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "qemu_fw_cfg.ko" {
+			orig = p
+		}
+		return nil
+	})
+	if orig == "" {
+		t.Fatal("no qemu_fw_cfg.ko in the fixture modules")
+	}
+	data, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := AllocSections(orig)
+	if err != nil || len(want) < 3 {
+		t.Fatalf("sections %v %v", want, err)
+	}
+	dir := t.TempDir()
+	enc, _ := zstd.NewWriter(nil)
+	os.WriteFile(filepath.Join(dir, "qemu-fw-cfg.ko.zst"), enc.EncodeAll(data, nil), 0o644)
+	xzDir := filepath.Join(dir, "xz")
+	os.MkdirAll(xzDir, 0o755)
+	os.WriteFile(filepath.Join(xzDir, "virtio_blk.ko"), data, 0o644)
+	if out, err := exec.Command("xz", filepath.Join(xzDir, "virtio_blk.ko")).CombinedOutput(); err != nil {
+		t.Fatalf("xz: %v %s", err, out)
+	}
+	files := &ModuleFiles{Dirs: []string{dir}, CacheDir: filepath.Join(dir, "cache")}
+	for _, name := range []string{"qemu_fw_cfg", "virtio_blk"} {
+		p, err := files.Find(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(p)
+		if !bytes.Equal(got, data) || !strings.HasPrefix(p, files.CacheDir) {
+			t.Fatalf("%s: %s is not the decompressed module", name, p)
+		}
+		secs, err := AllocSections(p)
+		if err != nil || strings.Join(secs, " ") != strings.Join(want, " ") {
+			t.Fatalf("%s sections %v %v", name, secs, err)
+		}
+	}
+	if _, err := files.Find("nonexistent"); err == nil || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("missing module: %v", err)
+	}
+}
