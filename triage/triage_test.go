@@ -15,7 +15,13 @@ import (
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
-func open(t testing.TB, files ...string) *Triage {
+func open(t testing.TB, files ...string) *Triage { return openWith(t, true, files...) }
+
+func openDumpOnly(t testing.TB, files ...string) *Triage { return openWith(t, false, files...) }
+
+// openWith builds the triage of fixture files, with the vmlinux or from
+// the dump's own kallsyms and BTF.
+func openWith(t testing.TB, withVmlinux bool, files ...string) *Triage {
 	t.Helper()
 	var paths []string
 	for _, f := range files {
@@ -26,6 +32,13 @@ func open(t testing.TB, files ...string) *Triage {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
+	if !withVmlinux {
+		k, err := kernel.LoadFromDump(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Triage{K: k, Dumps: paths}
+	}
 	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
 	v, err := symbols.Open(vmlinux)
 	if err != nil {
@@ -321,24 +334,6 @@ func TestBTModuleCrash(t *testing.T) {
 	if !strings.HasPrefix(s.Panic, "Oops: ") {
 		t.Errorf("panic message %q", s.Panic)
 	}
-}
-
-func openDumpOnly(t testing.TB, files ...string) *Triage {
-	t.Helper()
-	var paths []string
-	for _, f := range files {
-		paths = append(paths, fixtures.Path(t, strings.Split(f, "/")...))
-	}
-	d, err := vmcore.Open(paths...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	k, err := kernel.LoadFromDump(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Triage{K: k, Dumps: paths}
 }
 
 // Without a vmlinux (kallsyms and BTF from the dump) every command gives
