@@ -192,7 +192,7 @@ func kallsymsAddresses(mem MemReader, vi map[string]uint64, num uint32, names []
 			}
 			return base - 1 - uint64(int64(off))
 		},
-		func(i int, off int32) uint64 { return base + uint64(uint32(off)) },                  // base-relative
+		func(i int, off int32) uint64 { return base + uint64(uint32(off)) },                 // base-relative
 		func(i int, off int32) uint64 { return offAddr + uint64(4*i) + uint64(int64(off)) }, // place-relative (7.0+)
 	}
 	for _, enc := range encodings {

@@ -37,7 +37,11 @@ func Open(path string) (*Vmlinux, error) {
 	ef, err := elf.NewFile(f)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: not a vmlinux (an ELF kernel image): %w", path, err)
+	}
+	if ef.Type != elf.ET_EXEC {
+		f.Close()
+		return nil, fmt.Errorf("%s: ELF type %v, not a vmlinux (ET_EXEC); is it the dump?", path, ef.Type)
 	}
 	if ef.Machine != elf.EM_X86_64 || ef.Class != elf.ELFCLASS64 {
 		f.Close()

@@ -827,3 +827,37 @@ func TestKernelGDBScripts(t *testing.T) {
 		}
 	}
 }
+
+// Mistakes a user can make end in one line saying what and where.
+func TestServeErrors(t *testing.T) {
+	f := gdbFixtures[0]
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	dump := f.paths(t)[0]
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, stderr, code := runCLI(t, "serve", "--listen", l.Addr().String(), vmlinux, dump)
+	checkOneLineError(t, stderr, code, "address already in use", "--listen")
+	_, stderr, code = runCLI(t, "serve", dump, dump)
+	checkOneLineError(t, stderr, code, dump, "not a vmlinux")
+	_, stderr, code = runCLI(t, "serve", fixtures.Path(t, "oom", "vmcore.elf"), dump)
+	checkOneLineError(t, stderr, code, "not a vmlinux", "dump")
+	_, stderr, code = runCLI(t, "serve", vmlinux, t.TempDir())
+	checkOneLineError(t, stderr, code, "not a regular file")
+	_, stderr, code = runCLI(t, "serve", "--threads", "some", vmlinux, dump)
+	checkOneLineError(t, stderr, code, "--threads")
+}
+
+// Remote use without an open port: gdb runs the server through a shell
+// command (ssh in real life; sh -c stands in) and talks over its stdio.
+func TestGDBThroughShellPipe(t *testing.T) {
+	f := gdbFixtures[0]
+	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	remote := "sh -c " + shellQuote(serverCmd(vmlinux, f.paths(t)))
+	out := runCmd(t, requireGDB(t), "-q", "-batch", "-nx", vmlinux, "-ex", "target remote | "+remote, "-ex", "info threads", "-ex", "p jiffies_64")
+	if len(parseThreads(out)) < 10 || printValue.FindString(out) == "" {
+		t.Fatalf("through sh -c:\n%s", out)
+	}
+}

@@ -145,6 +145,9 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		where, remote = o.unixPath, o.unixPath
 	} else {
 		l, err = net.Listen("tcp", o.listen)
+		if err != nil {
+			return fmt.Errorf("%w (another server on that port? choose one with --listen HOST:PORT)", err)
+		}
 		if err == nil {
 			where = l.Addr().String()
 			remote = where
