@@ -117,7 +117,13 @@ func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
 		return nil, errors.New("VMCOREINFO has no KERNELOFFSET: cannot place the vmlinux symbols")
 	}
 	if bid := v.BuildID(); bid != "" && info.BuildID != "" && !strings.EqualFold(bid, info.BuildID) {
-		return nil, fmt.Errorf("%s (build id %s) is not the kernel of this dump (%s, build id %s)", v.Path(), bid, info.OSRelease, info.BuildID)
+		release := "unknown release"
+		if b, err := v.Banner(); err == nil {
+			if f := strings.Fields(b); len(f) >= 3 {
+				release = f[2] // "Linux version <release> ..."
+			}
+		}
+		return nil, fmt.Errorf("%s is not the kernel of this dump: it is %s (build id %s), the dump is %s (build id %s)", v.Path(), release, bid, info.OSRelease, info.BuildID)
 	}
 	b, err := v.BTF()
 	if err != nil {

@@ -204,7 +204,7 @@ func TestWrongVmlinuxRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	if _, err := Load(d, v); err == nil || !strings.Contains(err.Error(), "is not the kernel of this dump") {
+	if _, err := Load(d, v); err == nil || !strings.Contains(err.Error(), "is not the kernel of this dump: it is "+vi.OSRelease) {
 		t.Fatalf("a vmlinux with another build id was accepted: %v", err)
 	}
 }

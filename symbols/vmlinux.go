@@ -211,3 +211,21 @@ func (v *Vmlinux) SectionData(name string) ([]byte, uint64, error) {
 	}
 	return d, s.Addr, nil
 }
+
+// Banner returns the kernel's linux_banner string as stored in the file
+// ("Linux version <release> ..."), which names the build without a dump.
+func (v *Vmlinux) Banner() (string, error) {
+	s, ok := v.syms["linux_banner"]
+	if !ok || int(s.Section) >= len(v.elf.Sections) {
+		return "", fmt.Errorf("%s: %w: linux_banner", v.path, ErrNoSymbol)
+	}
+	sec := v.elf.Sections[s.Section]
+	if s.Value < sec.Addr || s.Size == 0 || s.Size > 4096 || s.Value-sec.Addr+s.Size > sec.Size {
+		return "", fmt.Errorf("%s: linux_banner outside its section", v.path)
+	}
+	buf := make([]byte, s.Size)
+	if _, err := sec.ReadAt(buf, int64(s.Value-sec.Addr)); err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(buf), "\x00\n"), nil
+}
