@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -385,4 +386,73 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("expanded to %d bytes", len(out))
 		}
 	})
+}
+
+// A hundred clients at once, with others vanishing in the middle of a
+// large reply: every well-behaved client gets right answers, and every
+// session ends (no goroutine or memory left behind).
+func TestHundredClientsAndVanishing(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Target: fakeTarget{}}
+	go srv.Serve(l)
+	defer l.Close()
+	base := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := 0; i < 20; i++ { // vanish mid-reply
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			c.Write(frame(nil, []byte("QStartNoAckMode")))
+			c.Write(frame(nil, []byte("m1000,10000")))
+			c.Write(frame(nil, []byte("qXfer:threads:read::0,ffff")))
+			c.Close()
+		}()
+	}
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			c := &client{t: t, c: conn, r: bufio.NewReader(conn), ack: true}
+			for j := 0; j < 20; j++ {
+				addr := 0x1000 + uint64(i*64+j)
+				got := c.cmd(fmt.Sprintf("m%x,4", addr))
+				want := fmt.Sprintf("%02x%02x%02x%02x", byte(addr), byte(addr+1), byte(addr+2), byte(addr+3))
+				if got != want {
+					errs <- fmt.Errorf("client %d: m%x = %q, want %q", i, addr, got, want)
+					return
+				}
+			}
+			c.cmd("D")
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Clients() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := srv.Clients(); n != 0 {
+		t.Fatalf("%d sessions still open", n)
+	}
+	if g := runtime.NumGoroutine(); g > base+5 {
+		t.Fatalf("%d goroutines, %d before", g, base)
+	}
 }

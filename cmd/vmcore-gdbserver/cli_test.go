@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -291,4 +292,122 @@ func TestTruncatedDump(t *testing.T) {
 	if missing == 0 {
 		t.Fatal("no page reported missing from the cut dump")
 	}
+}
+
+// A dump cut at several points opens, says it is incomplete and serves
+// every page that made it into the file, identical to the whole dump's.
+func TestTruncatedAtSeveralPoints(t *testing.T) {
+	for _, name := range []string{"vmcore.lzo", "vmcore.elf"} {
+		full, err := vmcore.Open(fixtures.Path(t, "oom", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(fixtures.Path(t, "oom", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, frac := range []float64{0.1, 0.5, 0.9, 0.999} {
+			cut := filepath.Join(t.TempDir(), name)
+			os.WriteFile(cut, data[:int(float64(len(data))*frac)], 0o644)
+			d, err := vmcore.Open(cut)
+			if err != nil {
+				t.Fatalf("%s cut at %.1f%%: %v", name, frac*100, err)
+			}
+			if !d.Incomplete() {
+				t.Errorf("%s cut at %.1f%%: not reported incomplete", name, frac*100)
+			}
+			good, missing := 0, 0
+			a, b := make([]byte, 4096), make([]byte, 4096)
+			for pfn := uint64(0); pfn < d.MaxPFN(); pfn += 7 {
+				_, errFull := full.ReadPhys(a, pfn*4096)
+				if errFull != nil {
+					continue
+				}
+				_, err := d.ReadPhys(b, pfn*4096)
+				switch {
+				case err == nil:
+					if !bytes.Equal(a, b) {
+						t.Fatalf("%s cut: pfn 0x%x differs from the whole dump", name, pfn)
+					}
+					good++
+				case errors.Is(err, vmcore.ErrIncomplete):
+					missing++
+				default:
+					t.Fatalf("%s cut: pfn 0x%x: %v", name, pfn, err)
+				}
+			}
+			if good == 0 || (frac < 0.99 && missing == 0) {
+				t.Errorf("%s cut at %.1f%%: %d pages read, %d missing", name, frac*100, good, missing)
+			}
+			d.Close()
+			m := infoJSON(t, []string{cut})
+			if m["incomplete"] != true {
+				t.Errorf("info --json of the cut %s: incomplete %v", name, m["incomplete"])
+			}
+		}
+		full.Close()
+	}
+}
+
+// One compressed page overwritten with garbage in a real makedumpfile
+// file: that page is reported corrupt with its file offset, the rest
+// reads as before.
+func TestCorruptPageInRealDump(t *testing.T) {
+	src := fixtures.Path(t, "oom", "vmcore.lzo")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := vmcore.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var victim, neighbour uint64
+	found := 0
+	for pfn := uint64(0x1000); pfn < d.MaxPFN() && found < 2; pfn++ {
+		if c, err := d.PageEncoding(pfn); err == nil && c == vmcore.CompressionLZO {
+			if found == 0 {
+				victim = pfn
+			} else {
+				neighbour = pfn
+			}
+			found++
+		}
+	}
+	if found < 2 {
+		t.Fatal("no lzo pages")
+	}
+	// Garble the middle of the victim's stored bytes.
+	bad := filepath.Join(t.TempDir(), "bad.lzo")
+	off, size := pageDataExtent(t, data, d, victim)
+	for i := off + size/4; i < off+size*3/4; i++ {
+		data[i] ^= 0x5a
+	}
+	os.WriteFile(bad, data, 0o644)
+	_, stderr, code := runCLI(t, "read", "--phys", bad, fmt.Sprintf("0x%x", victim*4096), "4096")
+	checkOneLineError(t, stderr, code, "corrupt", fmt.Sprintf("0x%x", victim*4096), fmt.Sprintf("offset 0x%x", off))
+	want := make([]byte, 4096)
+	d.ReadPhys(want, neighbour*4096)
+	out, stderr, code := runCLI(t, "read", "--phys", bad, fmt.Sprintf("0x%x", neighbour*4096), "4096")
+	if code != 0 || !bytes.Equal(out, want) {
+		t.Fatalf("neighbour page: %s", stderr)
+	}
+}
+
+// pageDataExtent reads a pfn's page descriptor (kdump layout) to find its
+// stored bytes: the header fields say where the descriptor table is.
+func pageDataExtent(t *testing.T, data []byte, d *vmcore.Dump, pfn uint64) (int, int) {
+	h, _ := d.KdumpHeader()
+	bs := uint64(h.BlockSize)
+	descOff := (1 + uint64(h.SubHdrSize) + uint64(h.BitmapBlocks)) * bs
+	bitmap2 := data[(1+uint64(h.SubHdrSize))*bs+uint64(h.BitmapBlocks)/2*bs:]
+	idx := uint64(0)
+	for p := uint64(0); p < pfn; p++ {
+		if bitmap2[p/8]&(1<<(p%8)) != 0 {
+			idx++
+		}
+	}
+	desc := data[descOff+idx*24:]
+	return int(binary.LittleEndian.Uint64(desc)), int(binary.LittleEndian.Uint32(desc[8:]))
 }
