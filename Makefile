@@ -51,7 +51,7 @@ fuzz:
 # then the same jobs with gdb+server, drgn and crash side by side.
 bench: build fixtures
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./cmd/vmcore-gdbserver | tee bench.txt
-	@dir=$$(bash $(FIXTURES) | tail -n 1) && bash testdata/bench/compare.sh $(BIN) $$dir | tee -a bench.txt
+	@dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a bench.txt
 
 clean:
 	rm -rf bin bench.txt

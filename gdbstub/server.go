@@ -13,6 +13,8 @@ import (
 type Server struct {
 	Target Target
 	Log    Logger
+	// OnSessionEnd, if set, receives each session's counters.
+	OnSessionEnd func(who string, st Stats)
 
 	mu      sync.Mutex
 	clients int
@@ -48,7 +50,11 @@ func (s *Server) ServeConn(rw io.ReadWriteCloser, who string) {
 		s.mu.Unlock()
 	}()
 	s.logf("client %s connected", who)
-	err := NewSession(s.Target, rw, s.Log).Serve()
+	sess := NewSession(s.Target, rw, s.Log)
+	if s.OnSessionEnd != nil {
+		sess.onEnd = func(st Stats) { s.OnSessionEnd(who, st) }
+	}
+	err := sess.Serve()
 	if err != nil {
 		s.logf("client %s: %v", who, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Logger receives the server's debug log (why a read failed, protocol
@@ -28,7 +29,30 @@ type Session struct {
 	thread ThreadID // selected by Hg for g, p, m
 	xfer   map[string][]byte
 	done   bool
+	stats  Stats
+	// onEnd, if set, gets the counters once, as the session ends: before
+	// the reply to a detach or kill, since a client may kill the server
+	// process (a stdio pipe) as soon as it has that reply.
+	onEnd func(Stats)
 }
+
+func (s *Session) end() {
+	if s.onEnd != nil {
+		s.onEnd(s.stats)
+		s.onEnd = nil
+	}
+}
+
+// Stats measure a session: packets answered, time spent answering them
+// (the server's share of a gdb command) and bytes sent.
+type Stats struct {
+	Packets  int
+	Busy     time.Duration
+	BytesOut int64
+}
+
+// Stats returns the session's counters.
+func (s *Session) Stats() Stats { return s.stats }
 
 // NewSession serves one client over rw.
 func NewSession(t Target, rw io.ReadWriter, log Logger) *Session {
@@ -45,6 +69,7 @@ func (s *Session) logf(format string, args ...any) {
 // the connection fails. A malformed packet is NAKed (or answered with an
 // error) and the session goes on.
 func (s *Session) Serve() error {
+	defer s.end()
 	for !s.done {
 		ev, pkt, err := s.rd.next()
 		if err != nil {
@@ -87,11 +112,20 @@ func (s *Session) Serve() error {
 				return err
 			}
 		}
+		start := time.Now()
 		reply, noReply := s.handle(pkt)
+		s.stats.Packets++
+		if s.done {
+			s.stats.Busy += time.Since(start)
+			s.end()
+		}
 		if noReply {
+			s.stats.Busy += time.Since(start)
 			continue
 		}
-		if err := s.send(reply); err != nil {
+		err = s.send(reply)
+		s.stats.Busy += time.Since(start)
+		if err != nil {
 			return err
 		}
 		if bytes.Equal(pkt, []byte("QStartNoAckMode")) {
@@ -104,7 +138,8 @@ func (s *Session) Serve() error {
 func (s *Session) send(payload []byte) error {
 	s.out = frame(s.out[:0], payload)
 	s.last = s.out
-	_, err := s.rw.Write(s.out)
+	n, err := s.rw.Write(s.out)
+	s.stats.BytesOut += int64(n)
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,11 +25,13 @@ type serveOptions struct {
 	threads  string
 	execFile bool
 	verbose  bool
+	stats    bool
 }
 
 func (o *serveOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.threads, "threads", "all", "which tasks become threads: all, active (on a CPU, uninterruptible, panicking) or cpus")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log every failed read and protocol problem to stderr")
+	cmd.Flags().BoolVar(&o.stats, "stats", false, "when a client leaves, print how many packets it sent and the server's time answering them")
 	cmd.Flags().StringArrayVar(&o.modDirs, "modules-dir", nil, "where to find module .ko files (repeatable; default /usr/lib/debug/lib/modules/RELEASE and /lib/modules/RELEASE)")
 }
 
@@ -128,6 +131,15 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		srv.Log = stderrLogger{logger}
 	}
 	kt.libLog = func(s string) { logger.Printf("note: %s", s) }
+	if o.stats {
+		srv.OnSessionEnd = func(who string, st gdbstub.Stats) {
+			per := time.Duration(0)
+			if st.Packets > 0 {
+				per = st.Busy / time.Duration(st.Packets)
+			}
+			logger.Printf("stats: client %s: %d packets, server time %v (%v a packet), %d bytes sent", who, st.Packets, st.Busy.Round(time.Microsecond), per.Round(time.Microsecond), st.BytesOut)
+		}
+	}
 	if o.stdio {
 		srv.ServeConn(gdbstub.StdioConn{Reader: os.Stdin, Writer: os.Stdout}, "stdio")
 		return nil
