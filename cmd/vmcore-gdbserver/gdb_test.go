@@ -387,11 +387,18 @@ func TestGDBWrapperPerCPU(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			vmlinux := fixtures.Path(t, "kernel", "vmlinux")
 			args := append([]string{"gdb", vmlinux}, f.paths(t)...)
-			args = append(args, "--", "-batch", "-nx", "-ex", "set pagination off", "-ex", "info threads 1-2", "-ex", "p jiffies_64")
+			args = append(args, "--", "-batch", "-nx", "-ex", "set pagination off", "-ex", "echo ==BT==\\n", "-ex", "thread apply all bt", "-ex", "echo ==END==\\n", "-ex", "info threads 1-2", "-ex", "p jiffies_64")
 			for cpu := 0; cpu < 2; cpu++ {
 				args = append(args, "-ex", fmt.Sprintf("p (*(struct task_struct **)((char *)&current_task + __per_cpu_offset[%d]))->comm", cpu))
 			}
 			out := runCmd(t, cliBinary, args...)
+			// The frame filter ends every backtrace at the user-space
+			// boundary: no frame below the kernel half.
+			_, bts, _ := strings.Cut(out, "==BT==")
+			bts, out, _ = strings.Cut(bts, "==END==")
+			if m := regexp.MustCompile(`(?m)^#[1-9]\d*\s+0x0000[0-7][0-9a-f]{11} in `).FindString(bts); m != "" || !strings.Contains(bts, "entry_SYSCALL_64") {
+				t.Errorf("a backtrace runs into user space (%q):\n%s", m, tail(bts, 20))
+			}
 			ts := parseThreads(out)
 			vals := printValue.FindAllStringSubmatch(out, -1)
 			if len(ts) != 2 || len(vals) != 3 {

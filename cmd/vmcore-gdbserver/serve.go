@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"log"
 	"net"
@@ -16,6 +17,12 @@ import (
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
+
+// kernelFramesPy is a gdb frame filter that ends backtraces at the user
+// space boundary; the gdb subcommand loads it.
+//
+//go:embed kernel_frames.py
+var kernelFramesPy []byte
 
 type serveOptions struct {
 	modDirs  []string
@@ -241,8 +248,16 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	for _, f := range dumps {
 		server = append(server, shellQuote(f))
 	}
+	filter, err := os.CreateTemp("", "vmcore-gdbserver-*.py")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(filter.Name())
+	filter.Write(kernelFramesPy)
+	filter.Close()
 	args := []string{"-q",
 		"-iex", "set confirm off",
+		"-ex", "source " + filter.Name(),
 		"-ex", "set architecture i386:x86-64",
 		"-ex", fmt.Sprintf("add-symbol-file %s -o 0x%x -s .data..percpu 0", vmlinux, info.KernelOffset),
 		"-ex", "target remote | " + strings.Join(server, " "),
