@@ -1,9 +1,8 @@
 package vmcore
 
 import (
-	"encoding/binary"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/synthdump"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -182,62 +181,13 @@ func mustPT(b *testing.B, d *Dump, old *PageTable) *PageTable {
 	return pt
 }
 
-// writeSparseKdump writes a kdump file whose max_mapnr covers ramBytes of
-// RAM but holds only a few pages; the file is sparse on disk.
-func writeSparseKdump(path string, ramBytes uint64) error {
-	const bs = 4096
-	maxMapnr := ramBytes / bs
-	perBitmap := (maxMapnr/8 + bs - 1) / bs * bs
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	le := binary.LittleEndian
-	hdr := make([]byte, 2*bs)
-	copy(hdr, KDUMP_SIGNATURE)
-	le.PutUint32(hdr[8:], 6)
-	le.PutUint32(hdr[428:], bs)
-	le.PutUint32(hdr[432:], 1)
-	le.PutUint32(hdr[436:], uint32(2*perBitmap/bs))
-	le.PutUint32(hdr[440:], uint32(maxMapnr))
-	le.PutUint32(hdr[460:], 1)
-	le.PutUint32(hdr[bs+8:], 31)
-	le.PutUint64(hdr[bs+96:], maxMapnr)
-	f.WriteAt(hdr, 0)
-	bitmapOff := int64(2 * bs)
-	present := []uint64{0, 1, maxMapnr / 2, maxMapnr - 1}
-	for _, p := range present {
-		for _, half := range []int64{0, int64(perBitmap)} {
-			var b [1]byte
-			f.ReadAt(b[:], bitmapOff+half+int64(p/8))
-			b[0] |= 1 << (p % 8)
-			f.WriteAt(b[:], bitmapOff+half+int64(p/8))
-		}
-	}
-	descOff := bitmapOff + 2*int64(perBitmap)
-	dataOff := descOff + int64(len(present))*pageDescSize
-	for i := range present {
-		d := make([]byte, pageDescSize)
-		le.PutUint64(d, uint64(dataOff+int64(i)*bs))
-		le.PutUint32(d[8:], bs)
-		f.WriteAt(d, descOff+int64(i)*pageDescSize)
-	}
-	page := make([]byte, bs)
-	for i := range present {
-		page[0] = byte(i + 1)
-		f.WriteAt(page, dataOff+int64(i)*bs)
-	}
-	return nil
-}
-
 func BenchmarkOpenSparse(b *testing.B) {
 	for _, ram := range []struct {
 		name  string
 		bytes uint64
 	}{{"1GiB", 1 << 30}, {"64GiB", 64 << 30}, {"1TiB", 1 << 40}} {
 		path := filepath.Join(b.TempDir(), "sparse.kdump")
-		if err := writeSparseKdump(path, ram.bytes); err != nil {
+		if err := synthdump.WriteSparseKdump(path, ram.bytes); err != nil {
 			b.Fatal(err)
 		}
 		b.Run(ram.name, func(b *testing.B) {
@@ -257,7 +207,7 @@ func BenchmarkOpenSparse(b *testing.B) {
 
 func TestSparseKdump(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sparse.kdump")
-	if err := writeSparseKdump(path, 1<<40); err != nil {
+	if err := synthdump.WriteSparseKdump(path, 1<<40); err != nil {
 		t.Fatal(err)
 	}
 	d, err := Open(path)

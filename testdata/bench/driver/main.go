@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/synthdump"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,6 +187,23 @@ print(n, "tasks", len(get_printk_records(prog)), "log records")
 			triageRows = append(triageRows, fmt.Sprintf("| %s | %s | %s | %s |", name, ours, crash, drgn))
 		}
 	}
+	// Open cost against RAM size, on synthetic sparse kdumps.
+	fmt.Println("| synthetic sparse kdump, RAM described | `info` wall time | peak RSS |")
+	fmt.Println("|---|---|---|")
+	for _, ram := range []struct {
+		name  string
+		bytes uint64
+	}{{"1 GiB", 1 << 30}, {"64 GiB", 64 << 30}, {"1 TiB", 1 << 40}} {
+		p := filepath.Join(tmp, "sparse.kdump")
+		if err := synthdump.WriteSparseKdump(p, ram.bytes); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		r := run("", bin, "info", p)
+		fmt.Printf("| %s | %s | %d MB |\n", ram.name, r.time(""), r.rssKB/1024)
+		os.Remove(p)
+	}
+	fmt.Println()
 	fmt.Println("| dump | size | server start to thread list, peak RSS | gdb: info threads | gdb: thread apply all bt |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range serverRows {
