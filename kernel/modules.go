@@ -17,8 +17,24 @@ type Module struct {
 	Base     uint64 // core text base
 	Size     uint64 // core size (all core regions on 6.4+)
 	TextSize uint64
+	// Regions are the module's memory areas: one core_layout before 6.4,
+	// separately allocated text, data, rodata, ... since.
+	Regions  []Region
 	Sections []ModuleSection // from sect_attrs, in the kernel's order
 	symbols  []moduleSym     // from the module's own kallsyms, sorted
+}
+
+// Region is an address range [Start, Start+Size).
+type Region struct{ Start, Size uint64 }
+
+// Contains says whether addr is in one of the module's regions.
+func (m *Module) Contains(addr uint64) bool {
+	for _, r := range m.Regions {
+		if addr >= r.Start && addr-r.Start < r.Size {
+			return true
+		}
+	}
+	return false
 }
 
 // ModuleSection is a loaded section's run-time address.
@@ -111,11 +127,18 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 		}
 		m.Base, _ = k.ReadU64(addr + baseOff)
 		if memSize > 0 {
-			// 6.4+: sum the sizes of the core regions (text, data, rodata,
-			// ro_after_init) for a crash-like SIZE.
-			for i := uint64(0); i < memCount && i < 4; i++ {
-				if v, err := k.readU32(addr + sizeOff + i*memSize); err == nil {
-					m.Size += uint64(v)
+			// 6.4+: each region is its own allocation; SIZE (as crash
+			// shows it) sums the core ones: text, data, rodata,
+			// ro_after_init (the first four of enum mod_mem_type).
+			for i := uint64(0); i < memCount && i < 16; i++ {
+				base, err1 := k.ReadU64(addr + baseOff + i*memSize)
+				size, err2 := k.readU32(addr + sizeOff + i*memSize)
+				if err1 != nil || err2 != nil || base == 0 || size == 0 {
+					continue
+				}
+				m.Regions = append(m.Regions, Region{base, uint64(size)})
+				if i < 4 {
+					m.Size += uint64(size)
 				}
 			}
 			v, _ := k.readU32(addr + textSizeOff)
@@ -125,6 +148,7 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 			m.Size = uint64(v)
 			t, _ := k.readU32(addr + textSizeOff)
 			m.TextSize = uint64(t)
+			m.Regions = []Region{{m.Base, m.Size}}
 		}
 		if err := k.moduleSections(m); err != nil {
 			k.warn("module %s sections: %v", m.Name, err)
@@ -268,7 +292,7 @@ func (k *Kernel) moduleKallsyms(m *Module) error {
 func (k *Kernel) inModules(addr uint64) bool {
 	mods, _ := k.Modules()
 	for _, m := range mods {
-		if addr >= m.Base && addr < m.Base+max(m.Size, m.TextSize) {
+		if m.Contains(addr) {
 			return true
 		}
 	}
@@ -279,7 +303,7 @@ func (k *Kernel) inModules(addr uint64) bool {
 func (k *Kernel) moduleSymbol(addr uint64) string {
 	mods, _ := k.Modules()
 	for _, m := range mods {
-		if addr < m.Base || addr >= m.Base+max(m.Size, m.TextSize) {
+		if !m.Contains(addr) {
 			continue
 		}
 		i := sort.Search(len(m.symbols), func(i int) bool { return m.symbols[i].addr > addr }) - 1
