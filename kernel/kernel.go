@@ -423,7 +423,7 @@ func (k *Kernel) loadTasks() error {
 		}
 		leader, err := k.readTask(p - o.taskTasks)
 		if err != nil {
-			k.warn("%v", err)
+			k.warn("the task list is cut after %d tasks: %v", len(all), err)
 			break
 		}
 		if seen[leader.Addr] {

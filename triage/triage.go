@@ -89,7 +89,16 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
-	return v.(texter).text(w)
+	if err := v.(texter).text(w); err != nil {
+		return err
+	}
+	// What could not be read is said, not silently left out.
+	if args[0] == "ps" || args[0] == "bt" {
+		for _, warn := range t.K.Warnings {
+			fmt.Fprintf(w, "note: %s\n", warn)
+		}
+	}
+	return nil
 }
 
 type texter interface{ text(io.Writer) error }
@@ -162,6 +171,7 @@ func (t *Triage) Sys() (*SysInfo, error) {
 		}
 	}
 	s.Panic = kernel.PanicMessage(recs)
+	s.Notes = append(s.Notes, k.Warnings...)
 	for _, task := range k.Tasks {
 		if task.Panic {
 			pid := task.PID
