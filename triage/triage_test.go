@@ -15,17 +15,24 @@ import (
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
-func open(t testing.TB, files ...string) *Triage { return openWith(t, true, files...) }
+func open(t testing.TB, files ...string) *Triage { return openWith(t, set61(t), true, files...) }
 
-func openDumpOnly(t testing.TB, files ...string) *Triage { return openWith(t, false, files...) }
+func set61(t testing.TB) fixtures.Set { return fixtures.Sets(t)[0] }
+
+// forEachSet runs f for the 6.1 and the 6.12 kernel fixtures.
+func forEachSet(t *testing.T, f func(t *testing.T, set fixtures.Set)) {
+	for _, set := range fixtures.Sets(t) {
+		t.Run(set.Name, func(t *testing.T) { f(t, set) })
+	}
+}
 
 // openWith builds the triage of fixture files, with the vmlinux or from
 // the dump's own kallsyms and BTF.
-func openWith(t testing.TB, withVmlinux bool, files ...string) *Triage {
+func openWith(t testing.TB, set fixtures.Set, withVmlinux bool, files ...string) *Triage {
 	t.Helper()
 	var paths []string
 	for _, f := range files {
-		paths = append(paths, fixtures.Path(t, strings.Split(f, "/")...))
+		paths = append(paths, set.Path(t, strings.Split(f, "/")...))
 	}
 	d, err := vmcore.Open(paths...)
 	if err != nil {
@@ -39,7 +46,7 @@ func openWith(t testing.TB, withVmlinux bool, files ...string) *Triage {
 		}
 		return &Triage{K: k, Dumps: paths}
 	}
-	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	vmlinux := set.Path(t, "kernel", "vmlinux")
 	v, err := symbols.Open(vmlinux)
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +59,8 @@ func openWith(t testing.TB, withVmlinux bool, files ...string) *Triage {
 	return &Triage{K: k, Vmlinux: vmlinux, Dumps: paths}
 }
 
-func console(t testing.TB) string {
-	b, err := os.ReadFile(fixtures.Path(t, "oom", "console.log"))
+func console(t testing.TB, set fixtures.Set) string {
+	b, err := os.ReadFile(set.Path(t, "oom", "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +85,11 @@ func consoleNumber(t testing.TB, c, re string) uint64 {
 
 // The kernel's own OOM report (show_mem) printed the numbers kmem -i
 // reads from the dump a few instructions later.
-func TestKmemMatchesShowMem(t *testing.T) {
-	c := console(t)
-	km, err := open(t, "oom/vmcore.lzo").Kmem()
+func TestKmemMatchesShowMem(t *testing.T) { forEachSet(t, testKmemMatchesShowMem) }
+
+func testKmemMatchesShowMem(t *testing.T, set fixtures.Set) {
+	c := console(t, set)
+	km, err := openWith(t, set, true, "oom/vmcore.lzo").Kmem()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +123,10 @@ func TestKmemMatchesShowMem(t *testing.T) {
 // bt of the panicking task is exactly the kernel's own reliable trace
 // from panic() on, and its user-mode exception frame holds the RIP and
 // RSP the kernel printed.
-func TestBTMatchesConsole(t *testing.T) {
-	c := console(t)
+func TestBTMatchesConsole(t *testing.T) { forEachSet(t, testBTMatchesConsole) }
+
+func testBTMatchesConsole(t *testing.T, set fixtures.Set) {
+	c := console(t, set)
 	var want []string
 	started := false
 	entry := regexp.MustCompile(`\]\s+(\?\s+)?([A-Za-z_][\w.]*)\+0x`)
@@ -138,7 +149,7 @@ func TestBTMatchesConsole(t *testing.T) {
 		t.Fatalf("console trace %v rip %v rsp %v", want, rip, rsp)
 	}
 	for _, f := range []string{"oom/vmcore.lzo", "oom/vmcore.elf"} {
-		bts, err := open(t, f).BT(false, nil)
+		bts, err := openWith(t, set, true, f).BT(false, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,8 +180,18 @@ func TestBTMatchesConsole(t *testing.T) {
 // Every task's stack unwinds to its end: user space, or the start of a
 // kernel thread, with no early stop.
 func TestBTAll(t *testing.T) {
-	for _, f := range []string{"oom/vmcore.lzo", "qemu57/vmcore.elf"} {
-		tr := open(t, f)
+	forEachSet(t, func(t *testing.T, set fixtures.Set) {
+		files := []string{"oom/vmcore.elf", "modcrash/vmcore.elf"}
+		if set.Name == "6.1" {
+			files = append(files, "oom/vmcore.lzo", "qemu57/vmcore.elf")
+		}
+		testBTAll(t, set, files)
+	})
+}
+
+func testBTAll(t *testing.T, set fixtures.Set, files []string) {
+	for _, f := range files {
+		tr := openWith(t, set, true, f)
 		bts, err := tr.BT(true, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -199,7 +220,10 @@ func TestBTAll(t *testing.T) {
 }
 
 func TestSysAndPS(t *testing.T) {
-	tr := open(t, "oom/vmcore.lzo")
+	forEachSet(t, func(t *testing.T, set fixtures.Set) { testSysAndPS(t, openWith(t, set, true, "oom/vmcore.elf")) })
+}
+
+func testSysAndPS(t *testing.T, tr *Triage) {
 	s, err := tr.Sys()
 	if err != nil {
 		t.Fatal(err)
@@ -255,9 +279,11 @@ func TestSysAndPS(t *testing.T) {
 }
 
 // mod lists what /proc/modules showed in the guest before the crash.
-func TestModMatchesProcModules(t *testing.T) {
-	c := console(t)
-	tr := open(t, "oom/vmcore.lzo")
+func TestModMatchesProcModules(t *testing.T) { forEachSet(t, testModMatchesProcModules) }
+
+func testModMatchesProcModules(t *testing.T, set fixtures.Set) {
+	c := console(t, set)
+	tr := openWith(t, set, true, "oom/vmcore.lzo")
 	mods, err := tr.Mod()
 	if err != nil {
 		t.Fatal(err)
@@ -285,8 +311,10 @@ func TestModMatchesProcModules(t *testing.T) {
 // A crash inside a module: bt names the module's functions from the
 // module's own symbols and unwinds through them with the module's ORC,
 // matching the Oops trace the kernel printed.
-func TestBTModuleCrash(t *testing.T) {
-	b, err := os.ReadFile(fixtures.Path(t, "modcrash", "console.log"))
+func TestBTModuleCrash(t *testing.T) { forEachSet(t, testBTModuleCrash) }
+
+func testBTModuleCrash(t *testing.T, set fixtures.Set) {
+	b, err := os.ReadFile(set.Path(t, "modcrash", "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +334,7 @@ func TestBTModuleCrash(t *testing.T) {
 			want = append(want, m[2])
 		}
 	}
-	tr := open(t, "modcrash/vmcore.lzo")
+	tr := openWith(t, set, true, "modcrash/vmcore.lzo")
 	bts, err := tr.BT(false, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -339,8 +367,18 @@ func TestBTModuleCrash(t *testing.T) {
 // Without a vmlinux (kallsyms and BTF from the dump) every command gives
 // what it gives with one; backtraces reach the same addresses.
 func TestWithoutVmlinux(t *testing.T) {
-	for _, f := range []string{"oom/vmcore.lzo", "modcrash/vmcore.lzo", "qemu57/vmcore.kdump-zlib"} {
-		with, without := open(t, f), openDumpOnly(t, f)
+	forEachSet(t, func(t *testing.T, set fixtures.Set) {
+		files := []string{"oom/vmcore.elf", "modcrash/vmcore.lzo"}
+		if set.Name == "6.1" {
+			files = append(files, "oom/vmcore.lzo", "qemu57/vmcore.kdump-zlib")
+		}
+		testWithoutVmlinux(t, set, files)
+	})
+}
+
+func testWithoutVmlinux(t *testing.T, set fixtures.Set, files []string) {
+	for _, f := range files {
+		with, without := openWith(t, set, true, f), openWith(t, set, false, f)
 		for _, cmd := range [][]string{{"ps"}, {"log"}, {"kmem"}, {"mod"}} {
 			var a, b bytes.Buffer
 			if err := with.Run(cmd, &a, true); err != nil {
