@@ -12,7 +12,13 @@ import (
 // Every line the crashed kernel printed on its serial console is in the
 // log read from the dump, in order, with the same timestamp.
 func TestLogMatchesConsole(t *testing.T) {
-	data, err := os.ReadFile(fixtures.Path(t, "oom", "console.log"))
+	for _, set := range fixtures.Sets(t) {
+		t.Run(set.Name, func(t *testing.T) { testLogMatchesConsole(t, set) })
+	}
+}
+
+func testLogMatchesConsole(t *testing.T, set fixtures.Set) {
+	data, err := os.ReadFile(set.Path(t, "oom", "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +43,7 @@ func TestLogMatchesConsole(t *testing.T) {
 		t.Fatalf("console log: %d lines, panic %v", len(want), seenPanic)
 	}
 	for _, files := range [][]string{{"oom/vmcore.lzo"}, {"oom/vmcore.elf"}} {
-		k := loadFixture(t, files...)
+		k := loadIn(t, set, files...)
 		recs, err := k.Log()
 		if err != nil {
 			t.Fatal(err)

@@ -25,23 +25,38 @@ import (
 )
 
 type gdbFixture struct {
-	name  string
-	files []string
-	kdump bool // a real kdump (panic), not a hypervisor dump
+	name   string
+	files  []string
+	kdump  bool   // a real kdump (panic), not a hypervisor dump
+	series string // "" for 6.1
 }
 
 var gdbFixtures = []gdbFixture{
-	{"oom-lzo", []string{"oom/vmcore.lzo"}, true},
-	{"oom-elf", []string{"oom/vmcore.elf"}, true},
-	{"oom-split", []string{"oom/vmcore.split.1", "oom/vmcore.split.2"}, true},
-	{"qemu57-elf", []string{"qemu57/vmcore.elf"}, false},
-	{"qemu57-kdump", []string{"qemu57/vmcore.kdump-zlib"}, false},
+	{"oom-lzo", []string{"oom/vmcore.lzo"}, true, ""},
+	{"oom-elf", []string{"oom/vmcore.elf"}, true, ""},
+	{"oom-split", []string{"oom/vmcore.split.1", "oom/vmcore.split.2"}, true, ""},
+	{"qemu57-elf", []string{"qemu57/vmcore.elf"}, false, ""},
+	{"qemu57-kdump", []string{"qemu57/vmcore.kdump-zlib"}, false, ""},
+	// 6.12: the ELF only, as makedumpfile 1.7.2's -d 31 drops in-use
+	// slab pages of 6.10+ kernels (task_structs among them).
+	{"6.12-oom-elf", []string{"oom/vmcore.elf"}, true, "6.12"},
+}
+
+func (f gdbFixture) dir(t testing.TB) string {
+	if f.series == "" {
+		return fixtures.Dir(t)
+	}
+	return fixtures.DirSeries(t, f.series)
+}
+
+func (f gdbFixture) vmlinux(t testing.TB) string {
+	return fixtures.PathIn(t, f.dir(t), "kernel", "vmlinux")
 }
 
 func (f gdbFixture) paths(t testing.TB) []string {
 	var p []string
 	for _, x := range f.files {
-		p = append(p, fixtures.Path(t, strings.Split(x, "/")...))
+		p = append(p, fixtures.PathIn(t, f.dir(t), strings.Split(x, "/")...))
 	}
 	return p
 }
@@ -70,7 +85,7 @@ func serverCmd(vmlinux string, dumps []string, extra ...string) string {
 func runGDB(t testing.TB, f gdbFixture, cmds ...string) string {
 	t.Helper()
 	gdb := requireGDB(t)
-	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	vmlinux := f.vmlinux(t)
 	args := []string{"-q", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0", vmlinux,
 		"-ex", "target remote | " + serverCmd(vmlinux, f.paths(t))}
 	for _, c := range cmds {
@@ -146,8 +161,8 @@ func frameFuncs(bt string) []string {
 // consoleTrace returns the functions of the kernel's own panic backtrace
 // in the fixture's serial log, from panic() outward, without unreliable
 // ("? ") entries and compiler suffixes (.cold, .constprop.0).
-func consoleTrace(t testing.TB) []string {
-	data, err := os.ReadFile(fixtures.Path(t, "oom", "console.log"))
+func consoleTrace(t testing.TB, dir string) []string {
+	data, err := os.ReadFile(fixtures.PathIn(t, dir, "oom", "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +210,7 @@ func isSubsequence(want, got []string) bool {
 
 // drgnTasks lists (pid, comm) of every task with drgn, where drgn can
 // read the dump (ELF kdumps).
-func drgnTasks(t testing.TB, dump string) map[int]string {
+func drgnTasks(t testing.TB, f gdbFixture, dump string) map[int]string {
 	t.Helper()
 	drgn, err := exec.LookPath("drgn")
 	if err != nil {
@@ -206,7 +221,7 @@ func drgnTasks(t testing.TB, dump string) map[int]string {
 for t in for_each_task(prog):
     print(int(t.pid), t.comm.string_().decode())
 `), 0o644)
-	out := runCmd(t, drgn, "-q", "-c", dump, "-s", fixtures.Path(t, "kernel", "vmlinux"), script)
+	out := runCmd(t, drgn, "-q", "-c", dump, "-s", f.vmlinux(t), script)
 	m := map[int]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.SplitN(line, " ", 2)
@@ -222,13 +237,18 @@ for t in for_each_task(prog):
 var printValue = regexp.MustCompile(`(?m)^\$\d+ = (.*)$`)
 
 func TestGDBSession(t *testing.T) {
-	consoleFns := consoleTrace(t)
 	for _, f := range gdbFixtures {
 		t.Run(f.name, func(t *testing.T) {
+			consoleFns := consoleTrace(t, f.dir(t))
 			out := runGDB(t, f, "info threads", "echo ==BT==\\n", "bt", "echo ==ALL==\\n", "thread apply all bt",
 				"echo ==VALUES==\\n", "p nr_threads", "p jiffies_64", "p init_uts_ns.name.release")
-			if strings.Contains(out, "Cannot access memory") {
-				t.Errorf("gdb could not read memory:\n%s", grepLines(out, "Cannot access memory"))
+			// An unwind that fails to read memory is an error; an argument
+			// value that points at memory no dump holds (boot code's
+			// physical pointers) is shown by gdb as <error: ...> and is not.
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "Cannot access memory") && !strings.Contains(line, "<error: Cannot access memory") {
+					t.Errorf("gdb could not read memory: %s", line)
+				}
 			}
 			threadsOut, rest, _ := strings.Cut(out, "==BT==")
 			btOut, rest, _ := strings.Cut(rest, "==ALL==")
@@ -316,8 +336,8 @@ func TestGDBSession(t *testing.T) {
 				t.Errorf("release %s, want %q", vals[2][1], vi.OSRelease)
 			}
 			// drgn agrees on the task list where it can read the dump.
-			if f.name == "oom-elf" {
-				want := drgnTasks(t, f.paths(t)[0])
+			if f.name == "oom-elf" || f.name == "6.12-oom-elf" {
+				want := drgnTasks(t, f, f.paths(t)[0])
 				got := map[int]string{}
 				for _, th := range ts {
 					if th.pid != 0 {
@@ -358,7 +378,7 @@ func dumpU64(t testing.TB, f gdbFixture, sym string) uint64 {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	v, err := symbols.Open(fixtures.Path(t, "kernel", "vmlinux"))
+	v, err := symbols.Open(f.vmlinux(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -758,18 +778,38 @@ func TestGDBMonitor(t *testing.T) {
 
 // gdb unwinds through a module that crashed, with the module's symbols.
 func TestGDBModuleCrash(t *testing.T) {
-	f := gdbFixture{"modcrash", []string{"modcrash/vmcore.lzo"}, true}
-	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+	for _, series := range []string{"", "6.12"} {
+		f := gdbFixture{"modcrash", []string{"modcrash/vmcore.lzo"}, true, series}
+		t.Run("series"+series, func(t *testing.T) { testGDBModuleCrash(t, f) })
+	}
+}
+
+func testGDBModuleCrash(t *testing.T, f gdbFixture) {
+	vmlinux := f.vmlinux(t)
 	gdb := requireGDB(t)
 	out := runCmd(t, gdb, "-q", "-batch", "-nx", vmlinux, "-ex", "target remote | "+serverCmd(vmlinux, f.paths(t),
-		"--modules-dir", fixtures.Path(t, "modcrash"), "--modules-dir", fixtures.Path(t, "kernel", "modules")), "-ex", "bt")
+		"--modules-dir", fixtures.PathIn(t, f.dir(t), "modcrash"), "--modules-dir", fixtures.PathIn(t, f.dir(t), "kernel", "modules")),
+		"-ex", "info sharedlibrary", "-ex", "bt", "-ex", "info symbol $pc")
 	fns := frameFuncs(out)
-	want := []string{"vmcore_crash_inner", "vmcore_crash_outer", "vmcore_crash_set", "param_attr_store", "module_attr_store", "kernfs_fop_write_iter"}
-	if !isSubsequence(want, fns) || fns[0] != "vmcore_crash_inner" {
-		t.Fatalf("bt %v, want %v first", fns, want)
+	// Frame 0 is checked by its ELF symbol: gdb places the DWARF of every
+	// code section of a relocatable .ko at the .text offset, so on 6.12,
+	// where vmcore_crash_init (.init.text) and vmcore_crash_inner (.text)
+	// both start at offset 0x10, the DWARF name of frame 0 may be the
+	// other one (the same happens with add-symbol-file -s).
+	want := []string{"vmcore_crash_outer", "vmcore_crash_set", "param_attr_store", "module_attr_store", "kernfs_fop_write_iter"}
+	if len(fns) < 2 || !isSubsequence(want, fns[1:]) {
+		t.Fatalf("bt %v, want %v after frame 0", fns, want)
+	}
+	if !strings.Contains(out, "vmcore_crash_inner + 15 in section .text of") {
+		t.Errorf("frame 0 is not in vmcore_crash_inner:\n%s", grepLines(out, "in section"))
 	}
 	if !strings.Contains(out, "vmcore_crash.c:") {
 		t.Errorf("no source lines from the module's debug info:\n%s", out)
+	}
+	// Every loaded module's file was found (6.12's are .ko.xz, unpacked
+	// for gdb) and its symbols read.
+	if !regexp.MustCompile(`Yes.*virtio_blk\.ko`).MatchString(out) || !regexp.MustCompile(`Yes.*qemu_fw_cfg\.ko`).MatchString(out) {
+		t.Errorf("modules not loaded:\n%s", grepLines(out, ".ko"))
 	}
 }
 
