@@ -409,9 +409,11 @@ func (k *Kernel) loadTasks() error {
 	// on signal->thread_head.
 	head := initTask + o.taskTasks
 	leaders := 0
+	cut := false
 	for p, err := k.listNext(head); ; p, err = k.listNext(p) {
 		if err != nil {
 			k.warn("task list: %v (the list is cut there)", err)
+			cut = true
 			break
 		}
 		if p == head {
@@ -419,19 +421,30 @@ func (k *Kernel) loadTasks() error {
 		}
 		if leaders++; leaders > MaxTasks {
 			k.warn("task list: more than %d entries, a cycle? stopped", MaxTasks)
+			cut = true
 			break
 		}
 		leader, err := k.readTask(p - o.taskTasks)
 		if err != nil {
 			k.warn("the task list is cut after %d tasks: %v", len(all), err)
+			cut = true
 			break
 		}
 		if seen[leader.Addr] {
 			k.warn("task list: 0x%x seen twice (a cycle), stopped", leader.Addr)
+			cut = true
 			break
 		}
 		add(leader)
 		k.walkThreads(leader, add)
+	}
+	// A list cut by a page the dump lacks: find the rest by pid.
+	if cut {
+		before := len(all)
+		if _, err := k.tasksFromPIDs(add); err != nil {
+			k.warn("%v", err)
+		}
+		k.warn("%d more tasks found through the pid IDR", len(all)-before)
 	}
 	// The idle task of every CPU (only CPU 0's is init_task, on no list)
 	// and what each CPU runs.

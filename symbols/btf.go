@@ -319,3 +319,35 @@ func (b *BTF) EnumValue(value string) (int64, error) {
 	}
 	return v, nil
 }
+
+// ArrayLen returns the element count of an array member (a path as for
+// Offset), e.g. xa_node.slots.
+func (b *BTF) ArrayLen(structName, path string) (uint64, error) {
+	id, err := b.structID(structName)
+	if err != nil {
+		return 0, err
+	}
+	parts := strings.Split(path, ".")
+	for i, part := range parts {
+		cur, err := b.resolve(id)
+		if err != nil {
+			return 0, err
+		}
+		_, typ, ok := b.findMember(cur, part, 0)
+		if !ok {
+			return 0, fmt.Errorf("%w: struct %s has no member %s", ErrNoType, structName, path)
+		}
+		id = typ
+		if i == len(parts)-1 {
+			t, err := b.resolve(id)
+			if err != nil {
+				return 0, err
+			}
+			if b.types[t].kind != BTF_KIND_ARRAY {
+				return 0, fmt.Errorf("%s.%s is not an array", structName, path)
+			}
+			return uint64(b.types[t].array[2]), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: empty member path", ErrNoType)
+}

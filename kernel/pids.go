@@ -1,0 +1,78 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+)
+
+// tasksFromPIDs finds tasks through init_pid_ns's pid IDR (an xarray of
+// struct pid), which does not depend on the task list: when the list is
+// cut by a page the dump lacks, the tasks beyond the cut are still found.
+func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
+	b := k.BTF
+	ns, err := k.Symbol("init_pid_ns")
+	if err != nil {
+		return 0, err
+	}
+	idrOff, err1 := b.Offset("pid_namespace", "idr")
+	rtOff, err2 := b.Offset("idr", "idr_rt")
+	headOff, err3 := b.Offset("xarray", "xa_head")
+	shiftOff, err4 := b.Offset("xa_node", "shift")
+	slotsOff, err5 := b.Offset("xa_node", "slots")
+	nslots, err6 := b.ArrayLen("xa_node", "slots")
+	tasksOff, err7 := b.Offset("pid", "tasks")
+	linksOff, err8 := b.Offset("task_struct", "pid_links")
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8); err != nil {
+		return 0, err
+	}
+	head, err := k.ReadU64(ns + idrOff + rtOff + headOff)
+	if err != nil {
+		return 0, err
+	}
+	found, visited := 0, 0
+	var walk func(entry uint64, depth int) error
+	walk = func(entry uint64, depth int) error {
+		if entry == 0 || depth > 16 {
+			return nil
+		}
+		if visited++; visited > MaxTasks {
+			return errors.New("pid IDR larger than any kernel's")
+		}
+		// xarray tagging: a node pointer has low bits 10 (and is above
+		// the internal-entry range); value entries have bit 0 set.
+		if entry&3 == 2 && entry > 4096 {
+			node := entry - 2
+			if _, err := k.readU32(node + shiftOff); err != nil {
+				return err
+			}
+			slots := make([]byte, 8*nslots)
+			if err := k.Read(slots, node+slotsOff); err != nil {
+				return err
+			}
+			for i := uint64(0); i < nslots; i++ {
+				if err := walk(le64(slots[8*i:]), depth+1); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if entry&3 != 0 {
+			return nil // a value or internal entry, not a struct pid
+		}
+		first, err := k.ReadU64(entry + tasksOff) // tasks[PIDTYPE_PID].first
+		if err != nil || first == 0 {
+			return nil // a pid whose page is gone: skip it, not the tree
+		}
+		t, err := k.readTask(first - linksOff)
+		if err != nil {
+			return nil
+		}
+		found++
+		add(t)
+		return nil
+	}
+	if err := walk(head, 0); err != nil {
+		return found, fmt.Errorf("pid IDR: %w", err)
+	}
+	return found, nil
+}
