@@ -24,6 +24,10 @@ func (k *Kernel) Unwinder() (*unwind.Unwinder, error) {
 
 func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 	u := &unwind.Unwinder{Mem: kernelMem{k}, PtRegs: unwind.PtRegs{}}
+	u.FunctionStart = func(pc uint64) bool {
+		name, off, ok := k.Syms.Lookup(pc)
+		return ok && off == 0 && name != ""
+	}
 	for reg, member := range map[unwind.Reg]string{
 		unwind.R15: "r15", unwind.R14: "r14", unwind.R13: "r13", unwind.R12: "r12", unwind.RBP: "bp",
 		unwind.RBX: "bx", unwind.R11: "r11", unwind.R10: "r10", unwind.R9: "r9", unwind.R8: "r8",

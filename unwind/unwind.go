@@ -103,6 +103,11 @@ type Unwinder struct {
 	Mem       Memory
 	PtRegs    PtRegs
 	MaxFrames int // 0: 128
+	// FunctionStart, if set, says whether pc is the first instruction of
+	// a function. There a call has just pushed the return address at rsp,
+	// which unwinds a CPU stopped on the entry of code whose unwind data
+	// gives up (retpoline thunks are marked end-of-stack).
+	FunctionStart func(pc uint64) bool
 }
 
 // Stop reasons, wrapped in the error Unwind returns with the frames it found.
@@ -171,6 +176,19 @@ func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
 			next, err = u.step(e, cur.Regs)
 		} else {
 			err = ErrNoORC
+		}
+		if signal && (errors.Is(err, errEndOfStack) || errors.Is(err, ErrNoORC)) && u.FunctionStart != nil && u.FunctionStart(cur.PC) {
+			// Stopped exactly on a function's first instruction: the
+			// return address is at rsp whatever the unwind data says.
+			if ra, rerr := u.read(cur.SP); rerr == nil && ra != 0 {
+				var nr Regs
+				nr.Set(RIP, ra)
+				nr.Set(RSP, cur.SP+8)
+				if v, ok := cur.Regs.Get(RBP); ok {
+					nr.Set(RBP, v)
+				}
+				next, err = Frame{PC: ra, SP: cur.SP + 8, Regs: nr, Kind: KindCall}, nil
+			}
 		}
 		if errors.Is(err, ErrNoORC) || (err != nil && !found) {
 			// No usable ORC entry: DWARF CFI, then frame pointers.

@@ -110,34 +110,64 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	if filter != threadsAll && filter != threadsActive && filter != threadsCPUs {
 		return fmt.Errorf("--threads %q: want all, active or cpus", o.threads)
 	}
-	k, closeAll, err := openKernel(vmlinux, dumps)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	exe := ""
-	if o.execFile {
-		exe = vmlinux
-	}
-	kt, err := newKernelTarget(k, filter, exe)
-	if err != nil {
-		return err
-	}
-	kt.vmlinux, kt.dumps = vmlinux, dumps
-	dirs := o.modDirs
-	if len(dirs) == 0 {
-		dirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
-	}
-	kt.modFiles = &kernel.ModuleFiles{Dirs: dirs}
 	logger := log.New(os.Stderr, "vmcore-gdbserver: ", 0)
-	for _, w := range k.Warnings {
-		logger.Printf("warning: %s", w)
+	load := func() (*kernelTarget, func(), error) {
+		k, closeAll, err := openKernel(vmlinux, dumps)
+		if err != nil {
+			return nil, nil, err
+		}
+		exe := ""
+		if o.execFile {
+			exe = vmlinux
+		}
+		kt, err := newKernelTarget(k, filter, exe)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		kt.vmlinux, kt.dumps = vmlinux, dumps
+		dirs := o.modDirs
+		if len(dirs) == 0 {
+			dirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
+		}
+		kt.modFiles = &kernel.ModuleFiles{Dirs: dirs}
+		kt.libLog = func(s string) { logger.Printf("note: %s", s) }
+		for _, w := range k.Warnings {
+			logger.Printf("warning: %s", w)
+		}
+		return kt, closeAll, nil
 	}
-	srv := &gdbstub.Server{Target: kt}
+	var target gdbstub.Target
+	var kt *kernelTarget
+	if o.stdio {
+		// gdb is already waiting: answer (and acknowledge) its first
+		// packets while the dump and vmlinux load, so a slow start never
+		// makes it resend packets and lose step with the replies.
+		lt := newLazyTarget(vmlinux, o.execFile)
+		go func() {
+			kt, closeAll, err := load()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+				os.Exit(1)
+			}
+			_ = closeAll // the process ends with its one session
+			lt.set(kt)
+		}()
+		target = lt
+	} else {
+		var closeAll func()
+		var err error
+		kt, closeAll, err = load()
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		target = kt
+	}
+	srv := &gdbstub.Server{Target: target}
 	if o.verbose {
 		srv.Log = stderrLogger{logger}
 	}
-	kt.libLog = func(s string) { logger.Printf("note: %s", s) }
 	if o.stats {
 		srv.OnSessionEnd = func(who string, st gdbstub.Stats) {
 			per := time.Duration(0)
@@ -152,6 +182,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		return nil
 	}
 	var l net.Listener
+	var err error
 	var where, remote string
 	if o.unixPath != "" {
 		os.Remove(o.unixPath)
@@ -180,7 +211,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	}
 	defer l.Close()
 	fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s, %d threads, serving on %s; connect with: gdb %s -ex 'target remote %s'\n",
-		k.Info.OSRelease, len(kt.threads), where, shellQuote(vmlinux), remote)
+		kt.k.Info.OSRelease, len(kt.threads), where, shellQuote(vmlinux), remote)
 	return srv.Serve(l)
 }
 
