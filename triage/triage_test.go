@@ -2,6 +2,7 @@ package triage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"regexp"
@@ -434,5 +435,26 @@ func testWithoutVmlinux(t *testing.T, set fixtures.Set, files []string) {
 		if string(ja) != string(jb) {
 			t.Errorf("%s sys differs:\n%s\n%s", f, ja, jb)
 		}
+	}
+}
+
+// The scale fixture: a kernel with 10,000+ tasks lists every one of them.
+func TestScaleTaskCount(t *testing.T) {
+	tr := open(t, "scale/vmcore.lzo")
+	ps, err := tr.PS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := tr.K.Symbol("nr_threads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [4]byte
+	if err := tr.K.Read(b[:], a); err != nil {
+		t.Fatal(err)
+	}
+	nr := int(binary.LittleEndian.Uint32(b[:]))
+	if len(ps) < 10000 || len(ps) != nr+len(tr.K.CPUs) || len(tr.K.Warnings) > 0 {
+		t.Fatalf("ps lists %d tasks; nr_threads %d + %d CPUs; warnings %q", len(ps), nr, len(tr.K.CPUs), tr.K.Warnings)
 	}
 }
