@@ -43,11 +43,13 @@ func (s *Session) end() {
 	}
 }
 
-// Stats measure a session: packets answered, time spent answering them
-// (the server's share of a gdb command) and bytes sent.
+// Stats measure a session: packets answered, time spent building the
+// replies (the server's share of a gdb command), time spent in the
+// writes that send them (the transport's), and bytes sent.
 type Stats struct {
 	Packets  int
 	Busy     time.Duration
+	Write    time.Duration
 	BytesOut int64
 }
 
@@ -115,16 +117,14 @@ func (s *Session) Serve() error {
 		start := time.Now()
 		reply, noReply := s.handle(pkt)
 		s.stats.Packets++
+		s.stats.Busy += time.Since(start)
 		if s.done {
-			s.stats.Busy += time.Since(start)
 			s.end()
 		}
 		if noReply {
-			s.stats.Busy += time.Since(start)
 			continue
 		}
 		err = s.send(reply)
-		s.stats.Busy += time.Since(start)
 		if err != nil {
 			return err
 		}
@@ -138,7 +138,9 @@ func (s *Session) Serve() error {
 func (s *Session) send(payload []byte) error {
 	s.out = frame(s.out[:0], payload)
 	s.last = s.out
+	start := time.Now()
 	n, err := s.rw.Write(s.out)
+	s.stats.Write += time.Since(start)
 	s.stats.BytesOut += int64(n)
 	return err
 }

@@ -251,8 +251,8 @@ func TestFraming(t *testing.T) {
 	if got := c.recv(); got != "QC7" {
 		t.Fatalf("resend after NAK: %q", got)
 	}
-	// An oversized packet is refused, the next one served.
-	c.raw("$" + strings.Repeat("a", MaxPacketSize+10) + "#00")
+	// An oversized packet (1 MiB) is refused, the next one served.
+	c.raw("$" + strings.Repeat("a", 1<<20) + "#00")
 	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if b, _ := c.r.ReadByte(); b != '-' {
 		t.Fatalf("oversized answered %q", b)

@@ -152,3 +152,67 @@ func TestTaskListCutRecoveredByPID(t *testing.T) {
 	}
 	t.Logf("%d tasks in the ELF, %d readable in the lzo dump, %d listed", len(elf.Tasks), readable, len(lzo.Tasks))
 }
+
+// A page table that points back at itself (the top-level entry for the
+// vmalloc area rewritten to the top-level table's own address) makes
+// walks end at once with an error or a bounded translation; the rest of
+// the kernel still reads.
+func TestRealPageTableLoop(t *testing.T) {
+	path := copyFile(t, fixtures.Path(t, "oom", "vmcore.elf"))
+	d, err := vmcore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := d.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := k.Root()
+	// A vmalloc'd task stack: its top-level entry is the one to loop.
+	v, _ := symbols.Open(fixtures.Path(t, "kernel", "vmlinux"))
+	defer v.Close()
+	km, err := Load(d, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stack uint64
+	for _, task := range km.Tasks {
+		if task.PID > 2 && task.OnCPU == nil {
+			stack = task.Stack
+			break
+		}
+	}
+	idx := (stack >> 39) & 511
+	entryOff := fileOffset(t, d, root+idx*8)
+	d.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], root|0x63) // present, rw, accessed, dirty
+	f.WriteAt(b[:], entryOff)
+	f.Close()
+
+	d2, err := vmcore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	k2, err := d2.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for off := uint64(0); off < 64<<20; off += 1 << 20 {
+		k2.Translate(stack + off) // must return, whatever it returns
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatal("walks of a looping page table took too long")
+	}
+	buf := make([]byte, 16)
+	banner, _ := v.Address("linux_banner", km.KASLR)
+	if _, err := k2.Read(buf, banner); err != nil || string(buf[:5]) != "Linux" {
+		t.Fatalf("kernel text after the loop: %q %v", buf, err)
+	}
+}

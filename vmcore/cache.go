@@ -2,10 +2,10 @@ package vmcore
 
 import "sync"
 
-// DefaultCachePages is how many decompressed pages a Dump keeps (16 MiB of
+// DefaultCachePages is how many decompressed pages a Dump keeps (64 MiB of
 // 4 KiB pages): enough for the page tables, stacks and structures a
 // debugging session touches over and over.
-const DefaultCachePages = 4096
+const DefaultCachePages = 16384
 
 // pageCache is an LRU of decompressed pages keyed by pfn. Entries are
 // copied out under the lock so eviction can recycle buffers safely.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ type serveOptions struct {
 func (o *serveOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.threads, "threads", "all", "which tasks become threads: all, active (on a CPU, uninterruptible, panicking) or cpus")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log every failed read and protocol problem to stderr")
-	cmd.Flags().BoolVar(&o.stats, "stats", false, "when a client leaves, print how many packets it sent and the server's time answering them")
+	cmd.Flags().BoolVar(&o.stats, "stats", false, "when a client leaves, print how many packets it sent, the server's time building the replies and the time spent writing them")
 	cmd.Flags().StringArrayVar(&o.modDirs, "modules-dir", nil, "where to find module .ko files (repeatable; default /usr/lib/debug/lib/modules/RELEASE and /lib/modules/RELEASE)")
 }
 
@@ -111,6 +112,14 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		return fmt.Errorf("--threads %q: want all, active or cpus", o.threads)
 	}
 	logger := log.New(os.Stderr, "vmcore-gdbserver: ", 0)
+	// VMCORE_GDBSERVER_CPUPROFILE=file writes a Go CPU profile of the
+	// serving process (for `go tool pprof`), to find where server time goes.
+	if path := os.Getenv("VMCORE_GDBSERVER_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	load := func() (*kernelTarget, func(), error) {
 		k, closeAll, err := openKernel(vmlinux, dumps)
 		if err != nil {
@@ -174,7 +183,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 			if st.Packets > 0 {
 				per = st.Busy / time.Duration(st.Packets)
 			}
-			logger.Printf("stats: client %s: %d packets, server time %v (%v a packet), %d bytes sent", who, st.Packets, st.Busy.Round(time.Microsecond), per.Round(time.Microsecond), st.BytesOut)
+			logger.Printf("stats: client %s: %d packets, server time %v (%v a packet), writes %v, %d bytes sent", who, st.Packets, st.Busy.Round(time.Microsecond), per.Round(time.Microsecond), st.Write.Round(time.Microsecond), st.BytesOut)
 		}
 	}
 	if o.stdio {
