@@ -438,13 +438,16 @@ func (k *Kernel) loadTasks() error {
 		add(leader)
 		k.walkThreads(leader, add)
 	}
-	// A list cut by a page the dump lacks: find the rest by pid.
+	// A list cut by a page the dump lacks: the list is doubly linked, so
+	// walk it backwards from the head to the cut; then look up every pid.
 	if cut {
 		before := len(all)
+		k.walkTasksBackwards(head, seen, add)
+		back := len(all) - before
 		if _, err := k.tasksFromPIDs(add); err != nil {
 			k.warn("%v", err)
 		}
-		k.warn("%d more tasks found through the pid IDR", len(all)-before)
+		k.warn("%d more tasks found walking the task list backwards, %d through the pid IDR", back, len(all)-before-back)
 	}
 	// The idle task of every CPU (only CPU 0's is init_task, on no list)
 	// and what each CPU runs.
@@ -494,6 +497,29 @@ func (k *Kernel) loadTasks() error {
 	})
 	k.Tasks = all
 	return nil
+}
+
+// walkTasksBackwards follows tasks.prev from the list head until it meets
+// a task already found or one it cannot read.
+func (k *Kernel) walkTasksBackwards(head uint64, seen map[uint64]bool, add func(*Task)) {
+	o := &k.off
+	prevOff, err := k.BTF.Offset("list_head", "prev")
+	if err != nil {
+		return
+	}
+	for n, p := 0, head; n < MaxTasks; n++ {
+		prev, err := k.ReadU64(p + prevOff)
+		if err != nil || prev == head {
+			return
+		}
+		t, err := k.readTask(prev - o.taskTasks)
+		if err != nil || seen[t.Addr] {
+			return
+		}
+		add(t)
+		k.walkThreads(t, add)
+		p = prev
+	}
 }
 
 func (k *Kernel) walkThreads(leader *Task, add func(*Task)) {
