@@ -39,9 +39,12 @@ type Kernel struct {
 	mu     sync.Mutex
 	userAS map[uint64]*vmcore.PageTable
 
-	unwOnce sync.Once
-	unw     *unwind.Unwinder
-	unwErr  error
+	unwOnce      sync.Once
+	unw          *unwind.Unwinder
+	unwErr       error
+	stateOnce    sync.Once
+	stateLetters []byte
+
 	modOnce sync.Once
 	modules []*Module
 	modErr  error
@@ -356,7 +359,7 @@ func (k *Kernel) readTask(addr uint64) (*Task, error) {
 		MM:      le.Uint64(buf[o.taskMM:]),
 		SP:      le.Uint64(buf[o.taskSP:]),
 		CPU:     int(le.Uint32(buf[o.taskCPU:])),
-		Kthread: le.Uint32(buf[o.taskFlags:])&pfKthread(k) != 0,
+		Kthread: le.Uint32(buf[o.taskFlags:])&pfKthread != 0,
 	}
 	t.State = k.stateLetter(le.Uint32(buf[o.taskState:]), le.Uint32(buf[o.taskExitState:]))
 	k.byAddr[addr] = t
@@ -365,27 +368,35 @@ func (k *Kernel) readTask(addr uint64) (*Task, error) {
 
 // pfKthread is PF_KTHREAD; it has been 0x00200000 since 2.6.27, and only
 // labels tasks, so a wrong value cannot corrupt anything.
-func pfKthread(*Kernel) uint32 { return 0x00200000 }
+const pfKthread = 0x00200000
 
 // stateLetter maps __state/exit_state to ps's letter the way the kernel's
 // own task_state_array does: the letter is the first character of
-// task_state_array[fls(state & TASK_REPORT)], read from the dump.
+// task_state_array[fls(state & TASK_REPORT)], read from the dump once.
 func (k *Kernel) stateLetter(state, exit uint32) byte {
 	const taskReport = 0x7f
-	v := (state | exit) & taskReport
-	idx := bits.Len32(v)
 	if state&0x402 == 0x402 { // TASK_IDLE = UNINTERRUPTIBLE | NOLOAD
 		return 'I'
 	}
-	if arr, err := k.Symbol("task_state_array"); err == nil {
-		if p, err := k.ReadU64(arr + uint64(idx)*8); err == nil {
-			var c [1]byte
-			if k.Read(c[:], p) == nil && c[0] >= 'A' && c[0] <= 'z' {
-				return c[0]
-			}
+	k.stateOnce.Do(k.loadStateLetters)
+	return k.stateLetters[min(bits.Len32((state|exit)&taskReport), len(k.stateLetters)-1)]
+}
+
+// loadStateLetters reads the first letter of each task_state_array entry,
+// keeping the usual ones where the dump cannot say.
+func (k *Kernel) loadStateLetters() {
+	k.stateLetters = []byte("RSDTtXZPI")
+	arr, err := k.Symbol("task_state_array")
+	if err != nil {
+		return
+	}
+	for i := range k.stateLetters {
+		p, err := k.ReadU64(arr + uint64(i)*8)
+		var c [1]byte
+		if err == nil && k.Read(c[:], p) == nil && c[0] >= 'A' && c[0] <= 'z' {
+			k.stateLetters[i] = c[0]
 		}
 	}
-	return "RSDTtXZPI"[min(idx, 8)]
 }
 
 // listNext follows list_head.next at addr.

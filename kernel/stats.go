@@ -90,12 +90,7 @@ func (k *Kernel) MemInfo() MemInfo {
 		}
 	}
 	var err error
-	m.Total, err = k.atomicLong("_totalram_pages")
-	if err != nil {
-		if v, err2 := k.ReadTotalramFromStruct(); err2 == nil {
-			m.Total, err = v, nil
-		}
-	}
+	m.Total, err = k.TotalRAM()
 	note("total", err)
 	m.Free, err = k.vmStat("vm_zone_stat", "NR_FREE_PAGES")
 	note("free", err)
@@ -148,9 +143,14 @@ func (k *Kernel) MemInfo() MemInfo {
 	return m
 }
 
-// ReadTotalramFromStruct is a fallback for kernels where totalram_pages
-// is a plain variable.
-func (k *Kernel) ReadTotalramFromStruct() (uint64, error) { return k.atomicLong("totalram_pages") }
+// TotalRAM returns the pages the kernel manages (_totalram_pages, an
+// atomic since 5.0; a plain totalram_pages before).
+func (k *Kernel) TotalRAM() (uint64, error) {
+	if v, err := k.atomicLong("_totalram_pages"); err == nil {
+		return v, nil
+	}
+	return k.atomicLong("totalram_pages")
+}
 
 func (k *Kernel) hugetlbPages() (uint64, error) {
 	// hstates[i].nr_huge_pages << order; most dumps have none configured.

@@ -151,7 +151,8 @@ func (t *Triage) Sys() (*SysInfo, error) {
 		s.Notes = append(s.Notes, "utsname: "+err.Error())
 	}
 	s.Nodename, s.Release, s.Version, s.Machine = u.Nodename, u.Release, u.Version, u.Machine
-	s.MemoryBytes = k.MemInfo().Total * k.Dump.PageSize()
+	total, _ := k.TotalRAM()
+	s.MemoryBytes = total * k.Dump.PageSize()
 	if k.Info.HasCrashTime {
 		s.CrashTime = time.Unix(k.Info.CrashTime, 0).UTC().Format("Mon Jan _2 15:04:05 UTC 2006")
 	}
@@ -256,7 +257,9 @@ var stateNames = map[byte]string{'R': "RU", 'S': "IN", 'D': "UN", 'T': "ST", 't'
 // PS gathers `ps`, sorted by pid as crash does (idle tasks first).
 func (t *Triage) PS() (PSList, error) {
 	k := t.K
-	total := k.MemInfo().Total
+	// Only the total is needed here; MemInfo also walks every block
+	// device's page cache.
+	total, _ := k.TotalRAM()
 	kb := k.Dump.PageSize() / 1024
 	var out PSList
 	for _, task := range k.Tasks {

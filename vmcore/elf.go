@@ -94,6 +94,7 @@ func openELF(src source) (*elfMemory, error) {
 		return nil, formatErr(name, int64(phoff), "program headers: %v", err)
 	}
 	m := &elfMemory{src: src, flags: flags}
+	var notes []Note
 	size := uint64(src.Size())
 	for i := uint64(0); i < phnum; i++ {
 		p := ph[i*elf64PhdrSize:]
@@ -132,36 +133,18 @@ func openELF(src source) (*elfMemory, error) {
 			if err := readFull(src, buf, seg.Offset); err != nil {
 				return nil, formatErr(name, seg.Offset, "PT_NOTE: %v", err)
 			}
-			// Several PT_NOTEs (an unmerged elfcorehdr) are parsed one by one.
+			// Several PT_NOTEs (an unmerged elfcorehdr) are read one by
+			// one and classified together.
 			ns, err := parseNotes(name, buf, seg.Offset)
 			if err != nil {
 				return nil, err
 			}
-			all := m.notes
-			cls, err := classifyNotes(name, ns)
-			if err != nil {
-				return nil, err
-			}
-			if all == nil {
-				m.notes = cls
-			} else {
-				all.all = append(all.all, ns...)
-				for _, p := range cls.prstatus {
-					p.Index = len(all.prstatus)
-					all.prstatus = append(all.prstatus, p)
-				}
-				for _, q := range cls.qemu {
-					q.Index = len(all.qemu)
-					all.qemu = append(all.qemu, q)
-				}
-				if cls.vmcoreinfo != nil {
-					all.vmcoreinfo, all.vmcoreOff = cls.vmcoreinfo, cls.vmcoreOff
-				}
-			}
+			notes = append(notes, ns...)
 		}
 	}
-	if m.notes == nil {
-		m.notes = &noteSet{}
+	var err error
+	if m.notes, err = classifyNotes(name, notes); err != nil {
+		return nil, err
 	}
 	if len(m.segments) == 0 {
 		return nil, formatErr(name, int64(phoff), "ELF core has no PT_LOAD: no memory in it")
