@@ -12,7 +12,7 @@ FUZZ_TARGETS := \
 	./symbols:FuzzBTF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
 	./unwind:FuzzORC ./unwind:FuzzCFI
 
-.PHONY: all build sample fixtures test unit fuzz-smoke fuzz bench clean
+.PHONY: all build sample fixtures test race unit fuzz-smoke fuzz bench clean
 
 all: build
 
@@ -35,10 +35,20 @@ fixtures:
 	  echo "fixtures: attempt $$try failed; retrying what is missing" >&2; \
 	done; exit 1
 
+# Tests where goroutines meet, again under the race detector: the
+# protocol server, the kernel model, and the server binary (built with
+# -race) under several clients at once.
+RACE_CMD_TESTS := TestGDBTwoClients|TestGDBMonitor|TestGDBMI
+
 test: fixtures
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(MAKE) race
 	$(MAKE) fuzz-smoke
+
+race:
+	$(GO) test -race -count=1 ./gdbstub ./kernel
+	VMCORE_TEST_RACE=1 $(GO) test -race -count=1 -run '^($(RACE_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
 
 unit:
 	$(GO) test -count=1 ./...

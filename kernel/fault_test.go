@@ -111,12 +111,12 @@ func TestTaskListCycle(t *testing.T) {
 	// The cycle is reported, and the pid IDR, which does not depend on
 	// the list, still finds every task.
 	warned, recovered := false, false
-	for _, w := range k.Warnings {
+	for _, w := range k.Warnings() {
 		warned = warned || strings.Contains(w, "cycle")
 		recovered = recovered || strings.Contains(w, "more tasks found")
 	}
 	if !warned || !recovered || len(k.Tasks) != len(good.Tasks) {
-		t.Fatalf("%d tasks (of %d), warnings %q", len(k.Tasks), len(good.Tasks), k.Warnings)
+		t.Fatalf("%d tasks (of %d), warnings %q", len(k.Tasks), len(good.Tasks), k.Warnings())
 	}
 }
 
@@ -157,7 +157,7 @@ func TestTaskListCutRecoveredByPID(t *testing.T) {
 	cut := false
 	recovered := -1
 	re := regexp.MustCompile(`(\d+) more tasks found walking the task list backwards, (\d+) through the pid IDR`)
-	for _, w := range lzo.Warnings {
+	for _, w := range lzo.Warnings() {
 		cut = cut || strings.Contains(w, "task list is cut")
 		if m := re.FindStringSubmatch(w); m != nil {
 			a, _ := strconv.Atoi(m[1])
@@ -166,7 +166,7 @@ func TestTaskListCutRecoveredByPID(t *testing.T) {
 		}
 	}
 	if readable < len(elf.Tasks) && (!cut || recovered <= 0) {
-		t.Errorf("task_structs excluded but no cut reported or nothing recovered: %q", lzo.Warnings)
+		t.Errorf("task_structs excluded but no cut reported or nothing recovered: %q", lzo.Warnings())
 	}
 	t.Logf("%d tasks in the ELF, %d readable in the lzo dump, %d listed (%d recovered past the cut, %d out of reach)",
 		len(elf.Tasks), readable, len(lzo.Tasks), recovered, unreached)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -31,8 +33,9 @@ type Kernel struct {
 	CPUs     []*CPU
 	Tasks    []*Task // running tasks first in CPU order, then by pid
 	PanicCPU int     // -1 when the kernel did not panic (a hypervisor dump)
-	// Warnings are things that could not be read, said once.
-	Warnings []string
+
+	warnMu   sync.Mutex
+	warnings []string // things that could not be read, said once
 
 	byAddr map[uint64]*Task
 	off    offsets
@@ -60,6 +63,11 @@ type CPU struct {
 	// GSBaseValid says Regs.GSBase is the CPU's real GS base (QEMU's
 	// notes); kdump saves the inactive (user) one.
 	GSBaseValid bool
+	// NotePID is the pid of the task the CPU ran when it saved its
+	// registers (NT_PRSTATUS pr_pid), when HasNotePID: a hypervisor's
+	// notes carry a CPU number there instead.
+	NotePID    int32
+	HasNotePID bool
 }
 
 // Task is one task_struct.
@@ -77,6 +85,13 @@ type Task struct {
 	MM      uint64
 	SP      uint64 // thread.sp
 	Kthread bool
+	// Unreadable says why the task_struct could not be read. Such a task
+	// is known only as what a CPU ran (rq->curr and the CPU's saved
+	// registers and pid); its other fields are unknown, not zero.
+	Unreadable string
+	// CommSource says where Comm came from when not from the
+	// task_struct: the kernel log line that named the task.
+	CommSource string
 }
 
 // offsets are the struct layouts this package reads, from BTF.
@@ -190,15 +205,27 @@ func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symb
 	if err := k.loadCPUs(); err != nil {
 		return nil, err
 	}
+	// Registers first: a CPU's saved pid and registers stand in for its
+	// task when the task_struct is not in the dump.
+	k.loadRegisters()
 	if err := k.loadTasks(); err != nil {
 		return nil, err
 	}
-	k.loadRegisters()
 	return k, nil
 }
 
 func (k *Kernel) warn(format string, args ...any) {
-	k.Warnings = append(k.Warnings, fmt.Sprintf(format, args...))
+	k.warnMu.Lock()
+	k.warnings = append(k.warnings, fmt.Sprintf(format, args...))
+	k.warnMu.Unlock()
+}
+
+// Warnings returns what could not be read so far. Lazily loaded parts
+// (modules, the unwinder) add to it while sessions run, so it is a copy.
+func (k *Kernel) Warnings() []string {
+	k.warnMu.Lock()
+	defer k.warnMu.Unlock()
+	return append([]string(nil), k.warnings...)
 }
 
 func (k *Kernel) loadOffsets() error {
@@ -463,26 +490,52 @@ func (k *Kernel) loadTasks() error {
 	// The idle task of every CPU (only CPU 0's is init_task, on no list)
 	// and what each CPU runs.
 	for _, c := range k.CPUs {
-		rq, err := k.PerCPU("runqueues", c.ID)
-		if err != nil {
-			return err
+		var idle, curr uint64
+		var rqErr error
+		if rq, err := k.PerCPU("runqueues", c.ID); err != nil {
+			rqErr = err
+		} else {
+			var err1, err2 error
+			idle, err1 = k.ReadU64(rq + o.rqIdle)
+			curr, err2 = k.ReadU64(rq + o.rqCurr)
+			if rqErr = errors.Join(err1, err2); rqErr != nil {
+				k.warn("CPU %d run queue: %v", c.ID, rqErr)
+				idle, curr = 0, 0
+			}
 		}
-		idle, err1 := k.ReadU64(rq + o.rqIdle)
-		curr, err2 := k.ReadU64(rq + o.rqCurr)
-		if err1 != nil || err2 != nil {
-			k.warn("CPU %d run queue: %v", c.ID, errors.Join(err1, err2))
-			continue
+		if idle != 0 {
+			if t, err := k.readTask(idle); err == nil {
+				t.IsIdle = true
+				t.CPU = c.ID
+				c.Idle = t
+				add(t)
+			} else {
+				k.warn("CPU %d idle task: %v", c.ID, err)
+			}
 		}
-		if t, err := k.readTask(idle); err == nil {
-			t.IsIdle = true
-			t.CPU = c.ID
-			c.Idle = t
-			add(t)
+		var t *Task
+		var why error
+		if curr != 0 {
+			t, why = k.readTask(curr)
+		} else {
+			why = fmt.Errorf("CPU %d's current task is unknown: %w", c.ID, rqErr)
 		}
-		if t, err := k.readTask(curr); err == nil {
-			c.Curr = t
-			t.OnCPU = c
-			t.State = 'R'
+		if why != nil {
+			// The dump lacks what the CPU ran (makedumpfile drops slab
+			// pages it does not recognise); the CPU's own note still
+			// has its pid and registers, and its stack is dumped.
+			if t = k.runningTaskFromNote(c, curr, why); t == nil {
+				k.warn("CPU %d: %v, and the CPU saved no registers", c.ID, why)
+				continue
+			}
+			k.warn("CPU %d ran pid %d: %v; it is shown from the CPU's saved pid and registers", c.ID, t.PID, why)
+		}
+		c.Curr = t
+		t.OnCPU = c
+		t.State = 'R'
+		if t.Addr == 0 {
+			all = append(all, t) // no address to know it by
+		} else {
 			add(t)
 		}
 	}
@@ -508,6 +561,51 @@ func (k *Kernel) loadTasks() error {
 	})
 	k.Tasks = all
 	return nil
+}
+
+// runningTaskFromNote stands in for the task a CPU ran when its
+// task_struct cannot be read: pid and registers from the CPU's note, the
+// command from the kernel's own "CPU: n PID: p Comm: c" log line when
+// there is one (the panic and Oops reports print it). Nothing else about
+// it is known. It returns nil when the CPU saved no registers.
+func (k *Kernel) runningTaskFromNote(c *CPU, addr uint64, why error) *Task {
+	if c.Regs == nil {
+		return nil
+	}
+	t := &Task{Addr: addr, PID: -1, TGID: -1, CPU: c.ID, State: 'R', Unreadable: why.Error()}
+	if c.HasNotePID {
+		t.PID = c.NotePID
+		t.IsIdle = c.NotePID == 0
+		if comm, line := k.commFromLog(c.ID, c.NotePID); comm != "" {
+			t.Comm, t.CommSource = comm, "log: "+line
+		}
+	}
+	if addr != 0 {
+		k.byAddr[addr] = t
+	}
+	return t
+}
+
+// logTaskLine matches the header the kernel prints with every oops,
+// panic and warning (dump_stack_print_info): "CPU: 1 PID: 42 Comm: sh
+// Not tainted ...", since 6.10 with "UID: 0" before PID, and "Kdump:
+// loaded" before the taint when a crash kernel is loaded.
+var logTaskLine = regexp.MustCompile(`CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.{1,16}?) (?:Kdump: loaded )?(?:Not tainted|Tainted:)`)
+
+// commFromLog returns the command the log's last such line names for
+// cpu and pid, and the line.
+func (k *Kernel) commFromLog(cpu int, pid int32) (string, string) {
+	recs, err := k.Log()
+	if err != nil {
+		return "", ""
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		m := logTaskLine.FindStringSubmatch(recs[i].Text)
+		if m != nil && m[1] == strconv.Itoa(cpu) && m[2] == strconv.Itoa(int(pid)) {
+			return m[3], strings.TrimSpace(recs[i].Text)
+		}
+	}
+	return "", ""
 }
 
 // walkTasksBackwards follows tasks.prev from the list head until it meets

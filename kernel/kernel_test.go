@@ -62,8 +62,8 @@ func TestModel(t *testing.T) {
 	} {
 		t.Run(c.set.Name+"/"+c.files[0], func(t *testing.T) {
 			k := loadIn(t, c.set, c.files...)
-			if len(k.Warnings) > 0 {
-				t.Errorf("warnings: %q", k.Warnings)
+			if len(k.Warnings()) > 0 {
+				t.Errorf("warnings: %q", k.Warnings())
 			}
 			// nr_threads counts every task but the idle ones.
 			a, err := k.Symbol("nr_threads")

@@ -30,6 +30,9 @@ func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
 		return 0, err
 	}
 	found, visited := 0, 0
+	// A node the dump lacks loses only the pids below it: the walk goes
+	// on with its siblings and says how many nodes it could not read.
+	var skipped []string
 	var walk func(entry uint64, depth int) error
 	walk = func(entry uint64, depth int) error {
 		if entry == 0 || depth > 16 {
@@ -42,12 +45,14 @@ func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
 		// the internal-entry range); value entries have bit 0 set.
 		if entry&3 == 2 && entry > 4096 {
 			node := entry - 2
-			if _, err := k.readU32(node + shiftOff); err != nil {
-				return err
-			}
 			slots := make([]byte, 8*nslots)
+			if _, err := k.readU32(node + shiftOff); err != nil {
+				skipped = append(skipped, err.Error())
+				return nil
+			}
 			if err := k.Read(slots, node+slotsOff); err != nil {
-				return err
+				skipped = append(skipped, err.Error())
+				return nil
 			}
 			for i := uint64(0); i < nslots; i++ {
 				if err := walk(le64(slots[8*i:]), depth+1); err != nil {
@@ -73,6 +78,9 @@ func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
 	}
 	if err := walk(head, 0); err != nil {
 		return found, fmt.Errorf("pid IDR: %w", err)
+	}
+	if len(skipped) > 0 {
+		return found, fmt.Errorf("pid IDR: %d nodes unreadable, the pids below them are not found (first: %s)", len(skipped), skipped[0])
 	}
 	return found, nil
 }

@@ -83,8 +83,9 @@ func (k *Kernel) loadRegisters() {
 	qemu := len(k.Dump.QEMUCPUs()) > 0
 	for _, c := range k.CPUs {
 		if k.Info.HasCrashTime {
-			if regs, err := k.crashNote(c.ID); err == nil {
+			if regs, pid, err := k.crashNote(c.ID); err == nil {
 				c.Regs, c.RegsSource = regs, "crash_notes"
+				c.NotePID, c.HasNotePID = pid, true
 				continue
 			} else {
 				k.warn("CPU %d: %v", c.ID, err)
@@ -97,6 +98,7 @@ func (k *Kernel) loadRegisters() {
 		}
 		if c.Regs == nil && !k.Info.HasCrashTime && c.ID < len(notes) {
 			c.Regs, c.RegsSource = &notes[c.ID].Regs, "NT_PRSTATUS in CPU order"
+			c.NotePID, c.HasNotePID = notes[c.ID].PID, !qemu
 		}
 		if c.Regs == nil {
 			k.warn("CPU %d: no saved registers in the dump", c.ID)
@@ -104,30 +106,32 @@ func (k *Kernel) loadRegisters() {
 	}
 }
 
-// crashNote parses the NT_PRSTATUS the crashing kernel saved for cpu.
-func (k *Kernel) crashNote(cpu int) (*vmcore.Regs, error) {
+// crashNote parses the NT_PRSTATUS the crashing kernel saved for cpu:
+// its registers and pr_pid, the pid of the task it ran.
+func (k *Kernel) crashNote(cpu int) (*vmcore.Regs, int32, error) {
 	sym, err := k.Symbol("crash_notes")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ptr, err := k.ReadU64(sym)
 	if err != nil {
-		return nil, fmt.Errorf("crash_notes: %w", err)
+		return nil, 0, fmt.Errorf("crash_notes: %w", err)
 	}
 	off, err := k.perCPUOffset(cpu)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	buf := make([]byte, 12+8+336)
 	if err := k.Read(buf, ptr+off); err != nil {
-		return nil, fmt.Errorf("crash_notes buffer: %w", err)
+		return nil, 0, fmt.Errorf("crash_notes buffer: %w", err)
 	}
 	le := binary.LittleEndian
 	namesz, descsz, typ := le.Uint32(buf), le.Uint32(buf[4:]), le.Uint32(buf[8:])
 	if namesz != 5 || typ != vmcore.NT_PRSTATUS || descsz < 112+27*8 || string(buf[12:16]) != "CORE" {
-		return nil, fmt.Errorf("crash_notes holds no NT_PRSTATUS (the CPU did not save its registers)")
+		return nil, 0, fmt.Errorf("crash_notes holds no NT_PRSTATUS (the CPU did not save its registers)")
 	}
 	desc := buf[20:]
+	pid := int32(le.Uint32(desc[32:])) // pr_pid, after pr_info, pr_cursig, pr_sigpend, pr_sighold
 	var v [27]uint64
 	for i := range v {
 		v[i] = le.Uint64(desc[112+8*i:])
@@ -135,7 +139,7 @@ func (k *Kernel) crashNote(cpu int) (*vmcore.Regs, error) {
 	return &vmcore.Regs{R15: v[0], R14: v[1], R13: v[2], R12: v[3], RBP: v[4], RBX: v[5], R11: v[6], R10: v[7],
 		R9: v[8], R8: v[9], RAX: v[10], RCX: v[11], RDX: v[12], RSI: v[13], RDI: v[14], OrigRAX: v[15],
 		RIP: v[16], CS: v[17], EFLAGS: v[18], RSP: v[19], SS: v[20], FSBase: v[21], GSBase: v[22],
-		DS: v[23], ES: v[24], FS: v[25], GS: v[26]}, nil
+		DS: v[23], ES: v[24], FS: v[25], GS: v[26]}, pid, nil
 }
 
 // TaskRegisters returns what is known of a task's registers: a CPU's
@@ -174,6 +178,9 @@ func (k *Kernel) TaskRegisters(t *Task) (Registers, error) {
 func (k *Kernel) ReadMemory(t *Task, addr uint64, p []byte) (int, error) {
 	if addr >= k.userLimit() || t == nil {
 		return k.VM.Read(p, addr)
+	}
+	if t.Unreadable != "" {
+		return 0, fmt.Errorf("address 0x%x: pid %d's user memory is unknown: %s", addr, t.PID, t.Unreadable)
 	}
 	if t.MM == 0 {
 		return 0, fmt.Errorf("address 0x%x: pid %d is a kernel thread without user memory", addr, t.PID)

@@ -243,18 +243,45 @@ func (k *Kernel) TaskMemory(t *Task) (TaskMem, error) {
 	if m.VSZ, err = k.ReadU64(t.MM + vmOff); err != nil {
 		return m, err
 	}
+	// get_mm_rss(): file + anon + shmem pages, each counter's index from
+	// the kernel's own enum (MM_SWAPENTS sits among them).
+	var idx []uint64
+	for _, name := range []string{"MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"} {
+		v, err := b.EnumValue(name)
+		if err != nil {
+			return m, err
+		}
+		idx = append(idx, uint64(v))
+	}
 	var counters []uint64
 	if off, err := b.Offset("mm_struct", "rss_stat.count"); err == nil {
-		for i := uint64(0); i < 3; i++ { // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES
-			counters = append(counters, off+i*8)
-		}
-	} else if off, err := b.Offset("mm_struct", "rss_stat"); err == nil {
-		size, err1 := b.Sizeof("percpu_counter")
-		cnt, err2 := b.Offset("percpu_counter", "count")
+		// An array of atomic_long_t in struct mm_rss_stat (before 6.2).
+		size, err1 := b.Sizeof("mm_rss_stat")
+		n, err2 := b.ArrayLen("mm_rss_stat", "count")
 		if err := errors.Join(err1, err2); err != nil {
 			return m, err
 		}
-		for i := uint64(0); i < 3; i++ {
+		if n == 0 || size%n != 0 {
+			return m, fmt.Errorf("struct mm_rss_stat of %d bytes does not hold %d counters", size, n)
+		}
+		for _, i := range idx {
+			if i >= n {
+				return m, fmt.Errorf("rss counter %d past mm_rss_stat.count[%d]", i, n)
+			}
+			counters = append(counters, off+i*(size/n))
+		}
+	} else if off, err := b.Offset("mm_struct", "rss_stat"); err == nil {
+		// An array of percpu_counter (6.2+); count is the folded total.
+		n, err1 := b.ArrayLen("mm_struct", "rss_stat")
+		size, err2 := b.Sizeof("percpu_counter")
+		cnt, err3 := b.Offset("percpu_counter", "count")
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return m, err
+		}
+		for _, i := range idx {
+			if i >= n {
+				return m, fmt.Errorf("rss counter %d past mm_struct.rss_stat[%d]", i, n)
+			}
 			counters = append(counters, off+i*size+cnt)
 		}
 	} else {

@@ -25,6 +25,7 @@ type Vmlinux struct {
 	btf  *BTF
 
 	sortOnce sync.Once
+	symtab   []elf.Symbol // in file order, until sorted is built
 	sorted   []elf.Symbol
 }
 
@@ -52,7 +53,7 @@ func Open(path string) (*Vmlinux, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: symbol table: %w", path, err)
 	}
-	v := &Vmlinux{path: path, file: f, elf: ef, syms: make(map[string]elf.Symbol, len(syms))}
+	v := &Vmlinux{path: path, file: f, elf: ef, syms: make(map[string]elf.Symbol, len(syms)), symtab: syms}
 	for _, s := range syms {
 		if s.Name == "" || elf.ST_TYPE(s.Info) == elf.STT_FILE || elf.ST_TYPE(s.Info) == elf.STT_SECTION {
 			continue
@@ -166,34 +167,70 @@ func (v *Vmlinux) BuildID() string {
 // SymbolAt names the symbol whose link-time range holds addr, as name and
 // offset; ok is false when none does. Functions and objects with a size
 // win; otherwise the nearest preceding label (entry code's asm symbols
-// have no size) within 64 KiB.
+// have no size) within 64 KiB. Of several symbols at one address
+// (__x64_sys_pause, __ia32_sys_pause and __do_sys_pause share one) the
+// choice is the same every run: global before weak before local, then
+// the first in the symbol table, which names what the kernel's own
+// traces print.
 func (v *Vmlinux) SymbolAt(addr uint64) (name string, off uint64, ok bool) {
-	v.sortOnce.Do(func() {
-		for _, s := range v.syms {
-			t := elf.ST_TYPE(s.Info)
-			if (t == elf.STT_FUNC || t == elf.STT_OBJECT || t == elf.STT_NOTYPE) && s.Value != 0 &&
-				int(s.Section) < len(v.elf.Sections) && s.Section != elf.SHN_UNDEF && s.Section != elf.SHN_ABS &&
-				v.elf.Sections[s.Section].Flags&elf.SHF_ALLOC != 0 && !strings.HasPrefix(s.Name, "__pfx_") {
-				v.sorted = append(v.sorted, s)
+	v.sortOnce.Do(v.sortSymbols)
+	i := sort.Search(len(v.sorted), func(i int) bool { return v.sorted[i].Value > addr }) - 1
+	// A sized symbol containing addr, among the few addresses just below.
+	for j, n := i, 0; j >= 0 && n < 8; n++ {
+		g := v.aliasStart(j)
+		for k := g; k <= j; k++ {
+			if s := v.sorted[k]; s.Size > 0 && addr-s.Value < s.Size {
+				return s.Name, addr - s.Value, true
 			}
 		}
-		sort.Slice(v.sorted, func(i, j int) bool { return v.sorted[i].Value < v.sorted[j].Value })
-	})
-	i := sort.Search(len(v.sorted), func(i int) bool { return v.sorted[i].Value > addr }) - 1
-	// A sized symbol containing addr, among the few just below it.
-	for j := i; j >= 0 && j > i-8; j-- {
-		s := v.sorted[j]
-		if s.Size > 0 && addr-s.Value < s.Size {
-			return s.Name, addr - s.Value, true
-		}
+		j = g - 1
 	}
 	if i >= 0 {
-		s := v.sorted[i]
-		if s.Size == 0 && addr-s.Value < 1<<16 {
-			return s.Name, addr - s.Value, true
+		for k := v.aliasStart(i); k <= i; k++ {
+			if s := v.sorted[k]; s.Size == 0 && addr-s.Value < 1<<16 {
+				return s.Name, addr - s.Value, true
+			}
 		}
 	}
 	return "", 0, false
+}
+
+// aliasStart returns the first index of the symbols at sorted[i]'s address.
+func (v *Vmlinux) aliasStart(i int) int {
+	for i > 0 && v.sorted[i-1].Value == v.sorted[i].Value {
+		i--
+	}
+	return i
+}
+
+func bindRank(s elf.Symbol) int {
+	switch elf.ST_BIND(s.Info) {
+	case elf.STB_GLOBAL:
+		return 0
+	case elf.STB_WEAK:
+		return 1
+	}
+	return 2
+}
+
+func (v *Vmlinux) sortSymbols() {
+	for _, s := range v.symtab {
+		t := elf.ST_TYPE(s.Info)
+		if (t == elf.STT_FUNC || t == elf.STT_OBJECT || t == elf.STT_NOTYPE) && s.Value != 0 && s.Name != "" &&
+			int(s.Section) < len(v.elf.Sections) && s.Section != elf.SHN_UNDEF && s.Section != elf.SHN_ABS &&
+			v.elf.Sections[s.Section].Flags&elf.SHF_ALLOC != 0 && !strings.HasPrefix(s.Name, "__pfx_") {
+			v.sorted = append(v.sorted, s)
+		}
+	}
+	v.symtab = nil
+	// Stable: among equals the symbol table's order decides.
+	sort.SliceStable(v.sorted, func(i, j int) bool {
+		a, b := v.sorted[i], v.sorted[j]
+		if a.Value != b.Value {
+			return a.Value < b.Value
+		}
+		return bindRank(a) < bindRank(b)
+	})
 }
 
 // SectionData returns a section's bytes and link-time address.

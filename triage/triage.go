@@ -22,6 +22,9 @@ type Triage struct {
 	Dumps   []string
 	// ModFiles, if set, is where `mod` looks for each module's file.
 	ModFiles *kernel.ModuleFiles
+	// Diag, if set, gets the notes on what could not be read (the CLI
+	// sends them to stderr, apart from the table); nil: the output.
+	Diag io.Writer
 }
 
 // Commands lists the commands with a line of help each.
@@ -94,8 +97,12 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 	}
 	// What could not be read is said, not silently left out.
 	if args[0] == "ps" || args[0] == "bt" {
-		for _, warn := range t.K.Warnings {
-			fmt.Fprintf(w, "note: %s\n", warn)
+		diag := t.Diag
+		if diag == nil {
+			diag = w
+		}
+		for _, warn := range t.K.Warnings() {
+			fmt.Fprintf(diag, "note: %s\n", warn)
 		}
 	}
 	return nil
@@ -172,12 +179,15 @@ func (t *Triage) Sys() (*SysInfo, error) {
 		}
 	}
 	s.Panic = kernel.PanicMessage(recs)
-	s.Notes = append(s.Notes, k.Warnings...)
+	s.Notes = append(s.Notes, k.Warnings()...)
 	for _, task := range k.Tasks {
 		if task.Panic {
 			pid := task.PID
 			cpu := task.OnCPU.ID
 			s.PanicPID, s.PanicComm, s.PanicTask, s.PanicCPU = &pid, task.Comm, fmt.Sprintf("%x", task.Addr), &cpu
+			if task.CommSource != "" {
+				s.Notes = append(s.Notes, fmt.Sprintf("the panicking task's command is from the kernel log (%s)", task.CommSource))
+			}
 		}
 	}
 	return s, nil
@@ -246,6 +256,9 @@ type PSEntry struct {
 	Running bool    `json:"running"`
 	Panic   bool    `json:"panic,omitempty"`
 	Kthread bool    `json:"kernel_thread"`
+	// Unreadable says why the task_struct is missing from the dump:
+	// ppid, VSZ, RSS and %MEM are then unknown (shown as "?").
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 // PSList is `ps`.
@@ -270,6 +283,14 @@ func (t *Triage) PS() (PSList, error) {
 		}
 		if task.OnCPU != nil {
 			e.CPU = task.OnCPU.ID
+		}
+		if task.Unreadable != "" {
+			e.Unreadable, e.Kthread, e.Task = task.Unreadable, false, fmt.Sprintf("%x", task.Addr)
+			if task.Addr == 0 {
+				e.Task = "?"
+			}
+			out = append(out, e)
+			continue
 		}
 		if !task.IsIdle {
 			e.PPID, _ = k.Parent(task)
@@ -302,6 +323,13 @@ func (l PSList) text(w io.Writer) error {
 		if e.Kthread {
 			comm = "[" + comm + "]"
 		}
+		if e.Unreadable != "" {
+			if comm == "" {
+				comm = "?"
+			}
+			fmt.Fprintf(w, "%s%8d %7s %4d %16s %3s %5s %8s %8s  %s (task_struct not in the dump)\n", mark, e.PID, "?", e.CPU, e.Task, e.State, "?", "?", "?", comm)
+			continue
+		}
 		fmt.Fprintf(w, "%s%8d %7d %4d %16s %3s %5.1f %8d %8d  %s\n", mark, e.PID, e.PPID, e.CPU, e.Task, e.State, e.MemPct, e.VSZKB, e.RSSKB, comm)
 	}
 	return nil
@@ -326,6 +354,9 @@ type BTTask struct {
 	Command string    `json:"command"`
 	Frames  []BTFrame `json:"frames"`
 	Stopped string    `json:"stopped,omitempty"` // why the unwind ended early
+	// Unreadable says why the task_struct is missing: the stack is the
+	// CPU's, from its saved registers.
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 // BTList is `bt`.
@@ -363,7 +394,7 @@ func (t *Triage) BT(all bool, pids []int) (BTList, error) {
 	}
 	var out BTList
 	for _, task := range tasks {
-		bt := BTTask{PID: task.PID, Task: fmt.Sprintf("%x", task.Addr), CPU: task.CPU, Command: task.Comm, Frames: []BTFrame{}}
+		bt := BTTask{PID: task.PID, Task: fmt.Sprintf("%x", task.Addr), CPU: task.CPU, Command: task.Comm, Frames: []BTFrame{}, Unreadable: task.Unreadable}
 		if task.OnCPU != nil {
 			bt.CPU = task.OnCPU.ID
 		}
@@ -401,6 +432,9 @@ func (l BTList) text(w io.Writer) error {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "PID: %-7d TASK: %s  CPU: %-3d COMMAND: %q\n", bt.PID, bt.Task, bt.CPU, bt.Command)
+		if bt.Unreadable != "" {
+			fmt.Fprintf(w, "    (task_struct not in the dump: %s; the stack is the CPU's, from its saved registers)\n", bt.Unreadable)
+		}
 		for _, f := range bt.Frames {
 			if f.User {
 				// The exception frame that entered the kernel from user space.

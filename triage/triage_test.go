@@ -90,7 +90,8 @@ func TestKmemMatchesShowMem(t *testing.T) { forEachSet(t, testKmemMatchesShowMem
 
 func testKmemMatchesShowMem(t *testing.T, set fixtures.Set) {
 	c := console(t, set)
-	km, err := openWith(t, set, true, "oom/vmcore.lzo").Kmem()
+	tr := openWith(t, set, true, "oom/vmcore.lzo")
+	km, err := tr.Kmem()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,17 +101,24 @@ func testKmemMatchesShowMem(t *testing.T, set fixtures.Set) {
 	}
 	ram := consoleNumber(t, c, `(\d+) pages RAM`)
 	reserved := consoleNumber(t, c, `(\d+) pages reserved`)
+	// The other CPUs run on between the report and the panic's stop
+	// NMI: free pages were seen to move by a few pages in some fixture
+	// generations (806 printed, 798 dumped). Allow what per-CPU vmstat
+	// deltas alone can hide: 125 pages a CPU, the kernel's largest
+	// stat_threshold (mm/vmstat.c).
+	drift := uint64(125 * len(tr.K.CPUs))
 	for _, tc := range []struct {
-		name string
-		want uint64
+		name  string
+		want  uint64
+		slack uint64
 	}{
-		{"TOTAL MEM", ram - reserved},
-		{"FREE", consoleNumber(t, c, ` free:(\d+) free_pcp`)},
-		{"SHARED", consoleNumber(t, c, ` shmem:(\d+) pagetables`)},
-		{"CACHED", consoleNumber(t, c, `(\d+) total pagecache pages`)},
+		{"TOTAL MEM", ram - reserved, 0},
+		{"FREE", consoleNumber(t, c, ` free:(\d+) free_pcp`), drift},
+		{"SHARED", consoleNumber(t, c, ` shmem:(\d+) pagetables`), 0},
+		{"CACHED", consoleNumber(t, c, `(\d+) total pagecache pages`), 0},
 	} {
-		if rows[tc.name] != tc.want {
-			t.Errorf("%s: %d pages, the kernel printed %d", tc.name, rows[tc.name], tc.want)
+		if got := rows[tc.name]; got+tc.slack < tc.want || got > tc.want+tc.slack {
+			t.Errorf("%s: %d pages, the kernel printed %d (allowed drift %d)", tc.name, got, tc.want, tc.slack)
 		}
 	}
 	if rows["USED"] != rows["TOTAL MEM"]-rows["FREE"] || rows["SLAB"] == 0 || rows["COMMIT LIMIT"] == 0 || rows["COMMITTED"] == 0 {
@@ -454,7 +462,7 @@ func TestScaleTaskCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	nr := int(binary.LittleEndian.Uint32(b[:]))
-	if len(ps) < 10000 || len(ps) != nr+len(tr.K.CPUs) || len(tr.K.Warnings) > 0 {
-		t.Fatalf("ps lists %d tasks; nr_threads %d + %d CPUs; warnings %q", len(ps), nr, len(tr.K.CPUs), tr.K.Warnings)
+	if len(ps) < 10000 || len(ps) != nr+len(tr.K.CPUs) || len(tr.K.Warnings()) > 0 {
+		t.Fatalf("ps lists %d tasks; nr_threads %d + %d CPUs; warnings %q", len(ps), nr, len(tr.K.CPUs), tr.K.Warnings())
 	}
 }

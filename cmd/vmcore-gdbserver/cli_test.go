@@ -26,7 +26,15 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	cliBinary = filepath.Join(dir, "vmcore-gdbserver")
-	if out, err := exec.Command("go", "build", "-o", cliBinary, ".").CombinedOutput(); err != nil {
+	// VMCORE_TEST_RACE=1 builds the server with the race detector, so the
+	// tests that run several clients at once check the server itself.
+	build := []string{"build", "-o", cliBinary}
+	if os.Getenv("VMCORE_TEST_RACE") != "" {
+		build = append(build, "-race")
+		// A race ends the server at once, which fails the client's test.
+		os.Setenv("GORACE", "halt_on_error=1 exitcode=66")
+	}
+	if out, err := exec.Command("go", append(build, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}

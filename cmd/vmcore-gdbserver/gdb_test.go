@@ -126,7 +126,7 @@ type gdbThread struct {
 	selected bool
 }
 
-var threadLine = regexp.MustCompile(`^(\*)?\s*(\d+)\s+Thread (\d+) "([^"]*)" \(pid (\d+) tgid (\d+) state (\S) cpu (\d+) task (0x[0-9a-f]+)([^)]*)\)`)
+var threadLine = regexp.MustCompile(`^(\*)?\s*(\d+)\s+Thread (\d+) "([^"]*)" \(pid (\d+) tgid (\d+|\?) state (\S) cpu (\d+) task (0x[0-9a-f]+)([^)]*)\)`)
 
 func parseThreads(out string) []gdbThread {
 	var ts []gdbThread
@@ -603,7 +603,9 @@ func TestGDBTwoClients(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			out, err := exec.Command(gdb, "-q", "-batch", "-nx", "-ex", "set pagination off", vmlinux,
-				"-ex", "target remote "+addr, "-ex", "info threads", "-ex", "thread 3", "-ex", "bt", "-ex", "p jiffies_64").CombinedOutput()
+				"-ex", "target remote "+addr, "-ex", "info threads", "-ex", "thread 3", "-ex", "bt", "-ex", "p jiffies_64",
+				// Lazily built parts (modules, unwinder, notes) at once.
+				"-ex", "monitor bt -a", "-ex", "monitor ps", "-ex", "info sharedlibrary").CombinedOutput()
 			if err != nil {
 				t.Errorf("client %d: %v\n%s", i, err, out)
 			}

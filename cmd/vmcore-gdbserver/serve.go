@@ -141,7 +141,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		}
 		kt.modFiles = &kernel.ModuleFiles{Dirs: dirs}
 		kt.libLog = func(s string) { logger.Printf("note: %s", s) }
-		for _, w := range k.Warnings {
+		for _, w := range k.Warnings() {
 			logger.Printf("warning: %s", w)
 		}
 		return kt, closeAll, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -45,7 +46,14 @@ const (
 	threadsCPUs   threadFilter = "cpus"   // the task on each CPU
 )
 
+// unknownPIDBase numbers the tasks of CPUs whose pid the dump does not
+// say (a hypervisor dump whose run queue is unreadable), as cpu+base.
+const unknownPIDBase = 2 * idleThreadBase
+
 func tidOf(t *kernel.Task) gdbstub.ThreadID {
+	if t.PID < 0 {
+		return gdbstub.ThreadID(unknownPIDBase + t.CPU)
+	}
 	if t.PID == 0 {
 		return gdbstub.ThreadID(idleThreadBase + t.CPU)
 	}
@@ -177,12 +185,19 @@ func (kt *kernelTarget) ThreadExtra(tid gdbstub.ThreadID) string {
 	if t == nil {
 		return ""
 	}
-	s := fmt.Sprintf("pid %d tgid %d state %c cpu %d task 0x%x", t.PID, t.TGID, t.State, t.CPU, t.Addr)
+	tgid := strconv.Itoa(int(t.TGID))
+	if t.Unreadable != "" {
+		tgid = "?"
+	}
+	s := fmt.Sprintf("pid %d tgid %s state %c cpu %d task 0x%x", t.PID, tgid, t.State, t.CPU, t.Addr)
 	if t.OnCPU != nil {
 		s += " [running]"
 	}
 	if t.Panic {
 		s += " [panic]"
+	}
+	if t.Unreadable != "" {
+		s += " [task_struct not in the dump: " + t.Unreadable + "]"
 	}
 	return s
 }

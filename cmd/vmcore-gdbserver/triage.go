@@ -45,7 +45,7 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 					return err
 				}
 				defer closeAll()
-				t := &triage.Triage{K: k, Vmlinux: vmlinux, Dumps: dumps}
+				t := &triage.Triage{K: k, Vmlinux: vmlinux, Dumps: dumps, Diag: cmd.ErrOrStderr()}
 				if c.Name == "mod" {
 					if len(modDirs) == 0 {
 						modDirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
@@ -78,6 +78,10 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 // splitVmlinux tells a vmlinux (an ELF executable) in front of the dump
 // files from a dump-only command line.
 func splitVmlinux(args []string) (string, []string) {
+	// Only a regular file is opened here: a FIFO would block the open.
+	if st, err := os.Stat(args[0]); err != nil || !st.Mode().IsRegular() {
+		return "", args
+	}
 	f, err := os.Open(args[0])
 	if err != nil {
 		return "", args
