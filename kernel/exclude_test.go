@@ -120,3 +120,108 @@ func TestRunningTaskUnreadable(t *testing.T) {
 		}
 	}
 }
+
+// pidNodes lists the xa_node addresses of init_pid_ns's pid IDR, root first.
+func pidNodes(t *testing.T, k *Kernel) []uint64 {
+	t.Helper()
+	b := k.BTF
+	ns, err := k.Symbol("init_pid_ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idrOff, _ := b.Offset("pid_namespace", "idr")
+	rtOff, _ := b.Offset("idr", "idr_rt")
+	headOff, _ := b.Offset("xarray", "xa_head")
+	slotsOff, _ := b.Offset("xa_node", "slots")
+	nslots, _ := b.ArrayLen("xa_node", "slots")
+	head, err := k.ReadU64(ns + idrOff + rtOff + headOff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []uint64
+	var walk func(e uint64)
+	walk = func(e uint64) {
+		if e&3 != 2 || e <= 4096 {
+			return
+		}
+		nodes = append(nodes, e-2)
+		for i := uint64(0); i < nslots; i++ {
+			c, err := k.ReadU64(e - 2 + slotsOff + 8*i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			walk(c)
+		}
+	}
+	walk(head)
+	return nodes
+}
+
+// A pid-IDR node the dump lacks loses only the pids below it: the walk
+// reports it and finds the tasks under the other nodes.
+func TestPIDWalkSkipsUnreadableNode(t *testing.T) {
+	set := fixtures.Sets(t)[0]
+	full := loadIn(t, set, "oom/vmcore.lzo")
+	nodes := pidNodes(t, full)
+	ps := full.Dump.PageSize()
+	pageOf := func(va uint64) uint64 {
+		tr, err := full.VM.Translate(va)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Phys / ps
+	}
+	// A leaf on a page of its own (not the root's, not every leaf's).
+	var drop uint64
+	var pfn uint64
+	for _, n := range nodes[1:] {
+		p := pageOf(n)
+		shared := p == pageOf(nodes[0])
+		others := 0
+		for _, m := range nodes[1:] {
+			if pageOf(m) != p {
+				others++
+			}
+		}
+		if !shared && others > 0 {
+			drop, pfn = n, p
+			break
+		}
+	}
+	if drop == 0 {
+		t.Fatalf("the pid IDR's %d nodes share their pages; nothing to exclude", len(nodes))
+	}
+	path := fixtures.ExcludePages(t, set.Path(t, "oom", "vmcore.lzo"), []uint64{pfn})
+	d, err := vmcore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	v, err := symbols.Open(set.Path(t, "kernel", "vmlinux"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	k, err := Load(d, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFull := map[uint64]bool{}
+	for _, task := range full.Tasks {
+		inFull[task.Addr] = true
+	}
+	var got []*Task
+	n, err := k.tasksFromPIDs(func(task *Task) { got = append(got, task) })
+	if err == nil || !strings.Contains(err.Error(), "unreadable") {
+		t.Errorf("the unreadable node 0x%x is not reported: %v", drop, err)
+	}
+	if n == 0 || n != len(got) {
+		t.Fatalf("%d tasks found past the unreadable node (%d added)", n, len(got))
+	}
+	for _, task := range got {
+		if !inFull[task.Addr] {
+			t.Errorf("pid %d at 0x%x is no task of the dump", task.PID, task.Addr)
+		}
+	}
+	t.Logf("%d IDR nodes, 0x%x excluded, %d tasks still found", len(nodes), drop, n)
+}
