@@ -170,7 +170,7 @@ func openSources(srcs []source) (*Dump, error) {
 	default:
 		d.pageSize = 4096
 	}
-	d.cache = newPageCache(DefaultCachePages, int(d.pageSize))
+	d.cache = newPageCache(DefaultCacheBytes, int(d.pageSize))
 	return d, nil
 }
 
@@ -293,8 +293,10 @@ type PageCounts struct {
 func (d *Dump) PageCounts() PageCounts {
 	var pc PageCounts
 	if d.elf != nil {
+		// Only what the file holds: a cut-short PT_LOAD's missing
+		// pages were not dumped. Sizes are below 2^52 (openELF).
 		for _, g := range d.elf.phys {
-			pc.Dumped += (g.FileSz + d.pageSize - 1) / d.pageSize
+			pc.Dumped += (d.elf.storedBytes(g) + d.pageSize - 1) / d.pageSize
 		}
 		return pc
 	}
