@@ -41,9 +41,9 @@ type flatExtent struct {
 type flatSource struct {
 	src       source
 	extents   []flatExtent // sorted by off, non-overlapping
-	size      int64 // of the file the stream stands for: the end of its last record
-	held      int64 // bytes records really carry (at most the stream's size)
-	truncated bool  // the stream ended without its end record
+	size      int64        // of the file the stream stands for: the end of its last record
+	held      int64        // bytes records really carry (at most the stream's size)
+	truncated bool         // the stream ended without its end record
 }
 
 func openFlattened(src source) (*flatSource, error) {
@@ -173,8 +173,8 @@ func (h *newestHeap) Pop() any {
 	return x
 }
 
-func (f *flatSource) Name() string { return f.src.Name() }
-func (f *flatSource) Size() int64  { return f.size }
+func (f *flatSource) Name() string  { return f.src.Name() }
+func (f *flatSource) Size() int64   { return f.size }
 func (f *flatSource) stored() int64 { return f.held }
 
 func (f *flatSource) find(off int64) int {

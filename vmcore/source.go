@@ -56,8 +56,8 @@ func openMapped(path string) (*mappedFile, error) {
 	return &mappedFile{name: path, data: data}, nil
 }
 
-func (m *mappedFile) Name() string { return m.name }
-func (m *mappedFile) Size() int64  { return int64(len(m.data)) }
+func (m *mappedFile) Name() string  { return m.name }
+func (m *mappedFile) Size() int64   { return int64(len(m.data)) }
 func (m *mappedFile) stored() int64 { return int64(len(m.data)) }
 
 func (m *mappedFile) ReadAt(p []byte, off int64) (int, error) {
@@ -96,8 +96,8 @@ type bytesSource struct {
 	data []byte
 }
 
-func (b *bytesSource) Name() string { return b.name }
-func (b *bytesSource) Size() int64  { return int64(len(b.data)) }
+func (b *bytesSource) Name() string  { return b.name }
+func (b *bytesSource) Size() int64   { return int64(len(b.data)) }
 func (b *bytesSource) stored() int64 { return int64(len(b.data)) }
 func (b *bytesSource) ReadAt(p []byte, off int64) (int, error) {
 	m := mappedFile{name: b.name, data: b.data}
