@@ -194,7 +194,7 @@ func (m *elfMemory) read(dst []byte, addr uint64) error {
 	for len(dst) > 0 {
 		i := sort.Search(len(m.phys), func(i int) bool { return m.phys[i].PAddr+m.phys[i].MemSz > addr })
 		if i == len(m.phys) || m.phys[i].PAddr > addr {
-			return &PhysError{Addr: addr, Offset: -1, Err: ErrNotPresent, Detail: "no PT_LOAD covers it"}
+			return &PhysError{Addr: addr, File: m.src.Name(), Offset: -1, Err: ErrNotPresent, Detail: "no PT_LOAD covers it"}
 		}
 		g := m.phys[i]
 		rel := addr - g.PAddr

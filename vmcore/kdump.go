@@ -93,6 +93,7 @@ type kdumpFile struct {
 	descBase   uint64 // set bits of bitmap2 before startPFN
 	notes      *noteSet
 	vmcoreinfo []byte
+	vmcoreOff  int64 // file offset of the VMCOREINFO text
 	truncated  bool // descriptors or data run past the end of the file
 }
 
@@ -257,9 +258,9 @@ func openKdump(src source) (*kdumpFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		k.vmcoreinfo = buf
+		k.vmcoreinfo, k.vmcoreOff = buf, k.sub.OffsetVMCOREINFO
 	} else if k.notes.vmcoreinfo != nil {
-		k.vmcoreinfo = k.notes.vmcoreinfo
+		k.vmcoreinfo, k.vmcoreOff = k.notes.vmcoreinfo, k.notes.vmcoreOff
 	}
 	return k, nil
 }
@@ -375,13 +376,13 @@ func (k *kdumpFile) descriptor(pfn uint64) (pageDesc, int64, error) {
 	addr := pfn * uint64(k.pageSize)
 	name := k.src.Name()
 	if pfn >= k.maxMapnr {
-		return pageDesc{}, -1, &PhysError{Addr: addr, Offset: -1, Err: ErrNotPresent, Detail: fmt.Sprintf("beyond max_mapnr 0x%x", k.maxMapnr)}
+		return pageDesc{}, -1, &PhysError{Addr: addr, File: name, Offset: -1, Err: ErrNotPresent, Detail: fmt.Sprintf("beyond max_mapnr 0x%x", k.maxMapnr)}
 	}
 	if !bitSet(k.bitmap2, pfn) {
 		if k.bitmap1 != nil && !bitSet(k.bitmap1, pfn) {
-			return pageDesc{}, -1, &PhysError{Addr: addr, Offset: -1, Err: ErrNotPresent, Detail: "memory hole"}
+			return pageDesc{}, -1, &PhysError{Addr: addr, File: name, Offset: -1, Err: ErrNotPresent, Detail: "memory hole"}
 		}
-		return pageDesc{}, -1, &PhysError{Addr: addr, Offset: -1, Err: ErrExcluded, Detail: fmt.Sprintf("filtered out at dump level %d", k.sub.DumpLevel)}
+		return pageDesc{}, -1, &PhysError{Addr: addr, File: name, Offset: -1, Err: ErrExcluded, Detail: fmt.Sprintf("filtered out at dump level %d", k.sub.DumpLevel)}
 	}
 	idx := k.countBefore(pfn) - k.descBase
 	off := k.descOffset + int64(idx)*pageDescSize
