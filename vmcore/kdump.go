@@ -178,6 +178,9 @@ func openKdump(src source) (*kdumpFile, error) {
 		k.maxMapnr = k.sub.MaxMapnr64
 		maxMapnrOff = bs + 96
 	}
+	if k.maxMapnr == 0 {
+		return nil, formatErr(name, maxMapnrOff, "max_mapnr 0: the dump describes no memory")
+	}
 	if limit := uint64(1) << maxPhysAddrBits / uint64(bs); k.maxMapnr > limit {
 		return nil, formatErr(name, maxMapnrOff, "max_mapnr 0x%x pages of %d bytes is beyond x86_64's %d-bit physical address space", k.maxMapnr, bs, maxPhysAddrBits)
 	}
@@ -204,6 +207,12 @@ func openKdump(src source) (*kdumpFile, error) {
 			return nil, err
 		}
 	} else {
+		// Only the old diskdump wrote a single bitmap; makedumpfile and
+		// QEMU always write two. Reading a "KDUMP" file's two bitmaps as
+		// one would serve excluded pages as dumped ones.
+		if d.Signature != DISKDUMP_SIGNATURE {
+			return nil, formatErr(name, 436, "bitmap of %d blocks cannot hold the two bitmaps of max_mapnr 0x%x pages (%d blocks each)", d.BitmapBlocks, k.maxMapnr, perBitmap/uint64(bs))
+		}
 		if uint64(bitmapLen) < needBytes {
 			return nil, formatErr(name, 436, "bitmap of %d bytes cannot describe max_mapnr %d pages", bitmapLen, k.maxMapnr)
 		}
