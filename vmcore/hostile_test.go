@@ -181,7 +181,7 @@ func TestHostileMaxMapnr(t *testing.T) {
 		{"2^64-1", math.MaxUint64, true},
 		{"2^64-7", math.MaxUint64 - 6, true},
 		{"2^61", 1 << 61, true},
-		{"2^40+1", 1<<40 + 1, true},  // past 52-bit physical addresses
+		{"2^40+1", 1<<40 + 1, true},       // past 52-bit physical addresses
 		{"past-two-bitmaps", 32769, true}, // two 1-block bitmaps hold 32768 bits
 		{"bitmap-capacity", 32768, false}, // consistent: extra pfns are holes
 		{"exact", 64, false},

@@ -94,7 +94,7 @@ type kdumpFile struct {
 	notes      *noteSet
 	vmcoreinfo []byte
 	vmcoreOff  int64 // file offset of the VMCOREINFO text
-	truncated  bool // descriptors or data run past the end of the file
+	truncated  bool  // descriptors or data run past the end of the file
 }
 
 func cstring(b []byte) string {
