@@ -241,9 +241,14 @@ func (d *Dump) PRStatus() []PRStatus { return d.notes.prstatus }
 // QEMUCPUs returns QEMU's per-CPU notes, in CPU order (hypervisor dumps).
 func (d *Dump) QEMUCPUs() []QEMUCPUState { return d.notes.qemu }
 
+// maxNRCPUS is the largest CONFIG_NR_CPUS x86_64 allows (MAXSMP).
+const maxNRCPUS = 8192
+
 // CPUs returns the number of CPUs the dump describes.
+// A kdump header's nr_cpus above NR_CPUS's largest x86_64 value is
+// damage: the notes are counted instead.
 func (d *Dump) CPUs() int {
-	if d.parts != nil && d.parts[0].hdr.NrCPUs > 0 {
+	if d.parts != nil && d.parts[0].hdr.NrCPUs > 0 && d.parts[0].hdr.NrCPUs <= maxNRCPUS {
 		return int(d.parts[0].hdr.NrCPUs)
 	}
 	return max(len(d.notes.prstatus), len(d.notes.qemu))

@@ -97,6 +97,7 @@ func openELF(src source) (*elfMemory, error) {
 	}
 	m := &elfMemory{src: src, flags: flags}
 	var notes []Note
+	var noteBytes uint64
 	size := uint64(src.Size())
 	for i := uint64(0); i < phnum; i++ {
 		p := ph[i*elf64PhdrSize:]
@@ -125,6 +126,12 @@ func openELF(src source) (*elfMemory, error) {
 			}
 			m.segments = append(m.segments, seg)
 		case PT_NOTE:
+			// All PT_NOTEs together are bounded, by the file too: many
+			// headers may name one large area.
+			if limit := min(maxNoteBytes, uint64(src.stored())); seg.FileSz > limit-noteBytes {
+				return nil, formatErr(name, off, "PT_NOTE %d: the PT_NOTEs hold more than %d bytes in all", i, limit)
+			}
+			noteBytes += seg.FileSz
 			buf, err := readRegion(src, seg.Offset, seg.FileSz, maxNoteBytes, fmt.Sprintf("PT_NOTE %d", i), off)
 			if err != nil {
 				return nil, err
@@ -134,6 +141,9 @@ func openELF(src source) (*elfMemory, error) {
 			ns, err := parseNotes(name, buf, seg.Offset)
 			if err != nil {
 				return nil, err
+			}
+			if len(notes)+len(ns) > maxNotes {
+				return nil, formatErr(name, off, "PT_NOTE %d: more than %d ELF notes in all", i, maxNotes)
 			}
 			notes = append(notes, ns...)
 		}

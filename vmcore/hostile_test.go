@@ -465,3 +465,61 @@ func TestELFTruncatedLoad(t *testing.T) {
 		t.Errorf("read past the cut: %v", err)
 	}
 }
+
+// Many PT_NOTE headers naming one large note area: the notes together are
+// bounded, not each one.
+func TestHostileManyPTNotes(t *testing.T) {
+	le := binary.LittleEndian
+	const nph = 2000
+	area := make([]byte, 1<<20)
+	for off := 0; off+12 <= len(area); {
+		n := elfNote("X", 7, make([]byte, 4096))
+		if off+len(n) > len(area) {
+			break
+		}
+		copy(area[off:], n)
+		off += len(n)
+	}
+	img := synthELF(nil, []synthSeg{{paddr: 0, filesz: 0x1000, memsz: 0x1000}}, func(uint64) byte { return 0 }, 0)
+	// Move the program headers to the end and append nph PT_NOTEs that
+	// all name area.
+	areaOff := len(img)
+	img = append(img, area...)
+	phoff := len(img)
+	img = append(img, img[elf64EhdrSize+elf64PhdrSize:elf64EhdrSize+2*elf64PhdrSize]...) // the PT_LOAD
+	for i := 0; i < nph; i++ {
+		ph := make([]byte, elf64PhdrSize)
+		le.PutUint32(ph[0:], PT_NOTE)
+		le.PutUint64(ph[8:], uint64(areaOff))
+		le.PutUint64(ph[32:], uint64(len(area)))
+		img = append(img, ph...)
+	}
+	le.PutUint64(img[32:], uint64(phoff))
+	le.PutUint16(img[56:], nph+1)
+	var err error
+	if n := allocated(func() { _, err = OpenBytes("notes.elf", img) }); n > allocBound(len(img)) {
+		t.Errorf("%d-byte file allocated %d bytes", len(img), n)
+	}
+	if err == nil || !strings.Contains(err.Error(), "in all") || !strings.HasPrefix(err.Error(), "notes.elf: ") {
+		t.Errorf("got %v, want the notes' total refused", err)
+	}
+}
+
+// nr_cpus is a count from a header: beyond NR_CPUS it is not believed.
+func TestHostileNrCPUs(t *testing.T) {
+	for _, c := range []struct {
+		nr   uint32
+		want int
+	}{{2, 2}, {8192, 8192}, {2147483647, 1}, {0xffffffff, 1}, {8193, 1}} {
+		s := &synthKdump{version: 6, pageSize: 4096, maxMapnr: 8, notes: prstatusNote(1, 2, 3)}
+		img := s.bytes()
+		binary.LittleEndian.PutUint32(img[460:], c.nr)
+		d, err := OpenBytes("cpus.kdump", img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.CPUs(); got != c.want {
+			t.Errorf("nr_cpus %d: CPUs() = %d, want %d (one NT_PRSTATUS note)", c.nr, got, c.want)
+		}
+	}
+}
