@@ -93,10 +93,10 @@ func miniVmlinux(t *testing.T, btf []byte, btfOff, btfSize uint64) string {
 		return b
 	}
 	shdrs := append(make([]byte, 64), sh(1, 2, symOff, uint64(len(sym)), 2, 24)...) // .symtab
-	le.PutUint32(shdrs[64+44:], 1)                                                 // sh_info: first global
-	shdrs = append(shdrs, sh(9, 3, strOff, uint64(len(strtab)), 0, 0)...)          // .strtab
-	shdrs = append(shdrs, sh(17, 3, shstrOff, uint64(len(shstr)), 0, 0)...)        // .shstrtab
-	shdrs = append(shdrs, sh(27, 1, btfOff, btfSize, 0, 0)...)                     // .BTF
+	le.PutUint32(shdrs[64+44:], 1)                                                  // sh_info: first global
+	shdrs = append(shdrs, sh(9, 3, strOff, uint64(len(strtab)), 0, 0)...)           // .strtab
+	shdrs = append(shdrs, sh(17, 3, shstrOff, uint64(len(shstr)), 0, 0)...)         // .shstrtab
+	shdrs = append(shdrs, sh(27, 1, btfOff, btfSize, 0, 0)...)                      // .BTF
 	eh := make([]byte, 64)
 	copy(eh, "\x7fELF\x02\x01\x01")
 	le.PutUint16(eh[16:], 2)  // ET_EXEC
