@@ -93,9 +93,10 @@ func ParseBTF(data []byte) (*BTF, error) {
 	if !in(typeOff, typeLen) || !in(strOff, strLen) {
 		return nil, fmt.Errorf("BTF: offset 8: type or string section runs past the end (%d bytes)", len(body))
 	}
-	b := &BTF{strings: body[strOff : strOff+strLen], types: []btfType{{}}, byName: map[string][]uint32{}}
-	ts := body[typeOff : typeOff+typeLen]
-	base := int(hdrLen + typeOff)
+	// Sums in 64 bits: a section over 4 GiB must not wrap them.
+	b := &BTF{strings: body[strOff : uint64(strOff)+uint64(strLen)], types: []btfType{{}}, byName: map[string][]uint32{}}
+	ts := body[typeOff : uint64(typeOff)+uint64(typeLen)]
+	base := int(uint64(hdrLen) + uint64(typeOff))
 	off := 0
 	for off < len(ts) {
 		if off+btfTypeSize > len(ts) {

@@ -94,8 +94,15 @@ func TestBTFOffsets(t *testing.T) {
 
 func FuzzBTF(f *testing.F) {
 	f.Add(sampleBTF())
+	f.Add(wrappingBTF())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := ParseBTF(data)
+		var b *BTF
+		var err error
+		// Counts come from the data: parsing may cost a small multiple of
+		// its size, never what a header claims.
+		if n := allocated(func() { b, err = ParseBTF(data) }); n > 64*uint64(len(data))+1<<20 {
+			t.Fatalf("parsing %d bytes allocated %d", len(data), n)
+		}
 		if err != nil {
 			return
 		}
@@ -114,4 +121,19 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "sample"), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", sampleBTF())), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "wrapping-offsets"), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", wrappingBTF())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wrappingBTF has section offsets whose 32-bit sums wrap, and a struct
+// claiming 65535 members in a few bytes.
+func wrappingBTF() []byte {
+	b := sampleBTF()
+	le := binary.LittleEndian
+	le.PutUint32(b[16:], 0xffffffff) // str_off
+	le.PutUint32(b[20:], 2)          // str_len: 0xffffffff+2 wraps to 1
+	c := sampleBTF()
+	le.PutUint32(c[btfHeaderSize+2*btfTypeSize+4:], BTF_KIND_STRUCT<<24|0xffff)
+	return append(b[:btfHeaderSize:btfHeaderSize], c[btfHeaderSize:]...)
 }

@@ -27,8 +27,17 @@ type ksym struct {
 	name string
 }
 
-// maxKallsyms bounds the symbol count read from the dump.
-const maxKallsyms = 1 << 22
+// Bounds on what the dumped table may claim. A 6.12 kernel has about
+// 200,000 symbols of 30 bytes on average.
+const (
+	maxKallsyms = 1 << 22
+	// KSYM_NAME_LEN is the kernel's bound on a symbol name (512 since 6.1,
+	// 128 before); the table stores a type letter before it.
+	KSYM_NAME_LEN = 512
+	// maxKallsymsNameBytes bounds all decoded names together: tokens
+	// expand, so the bytes read do not bound them.
+	maxKallsymsNameBytes = 64 << 20
+)
 
 // ErrNoKallsyms means VMCOREINFO does not locate the symbol table.
 var ErrNoKallsyms = errors.New("VMCOREINFO has no kallsyms symbols (kernels before 6.0 do not publish them)")
@@ -62,15 +71,15 @@ func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error
 	le := binary.LittleEndian
 	var b4 [4]byte
 	if err := mem.Read(b4[:], numAddr); err != nil {
-		return nil, fmt.Errorf("kallsyms_num_syms: %w", err)
+		return nil, fmt.Errorf("kallsyms_num_syms at 0x%x: %w", numAddr, err)
 	}
 	num := le.Uint32(b4[:])
 	if num == 0 || num > maxKallsyms {
-		return nil, fmt.Errorf("kallsyms_num_syms %d", num)
+		return nil, fmt.Errorf("kallsyms_num_syms at 0x%x: %d symbols, want 1 to %d", numAddr, num, maxKallsyms)
 	}
 	idx := make([]byte, 512)
 	if err := mem.Read(idx, tokIndexAddr); err != nil {
-		return nil, fmt.Errorf("kallsyms_token_index: %w", err)
+		return nil, fmt.Errorf("kallsyms_token_index at 0x%x: %w", tokIndexAddr, err)
 	}
 	var maxOff uint16
 	for i := 0; i < 256; i++ {
@@ -78,7 +87,7 @@ func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error
 	}
 	table := make([]byte, int(maxOff)+256)
 	if err := mem.Read(table, tokTableAddr); err != nil {
-		return nil, fmt.Errorf("kallsyms_token_table: %w", err)
+		return nil, fmt.Errorf("kallsyms_token_table at 0x%x (%d bytes): %w", tokTableAddr, len(table), err)
 	}
 	var tokens [256]string
 	for i := range tokens {
@@ -92,16 +101,18 @@ func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error
 	// symbols) then that many token indexes.
 	names := make([]string, 0, min(num, 1<<16))
 	r := &memStream{mem: mem, addr: namesAddr}
+	total := 0
 	for i := uint32(0); i < num; i++ {
+		at := r.pos()
 		l, err := r.byte()
 		if err != nil {
-			return nil, fmt.Errorf("kallsyms_names entry %d: %w", i, err)
+			return nil, fmt.Errorf("kallsyms_names entry %d at 0x%x: %w", i, at, err)
 		}
 		n := int(l)
 		if l&0x80 != 0 {
 			hi, err := r.byte()
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("kallsyms_names entry %d at 0x%x: %w", i, at, err)
 			}
 			n = int(l&0x7f) | int(hi)<<7
 		}
@@ -109,9 +120,15 @@ func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error
 		for j := 0; j < n; j++ {
 			c, err := r.byte()
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("kallsyms_names entry %d at 0x%x: %w", i, at, err)
+			}
+			if sb.Len()+len(tokens[c]) > 1+KSYM_NAME_LEN { // + the type letter
+				return nil, fmt.Errorf("kallsyms_names entry %d at 0x%x: name longer than KSYM_NAME_LEN (%d)", i, at, KSYM_NAME_LEN)
 			}
 			sb.WriteString(tokens[c])
+		}
+		if total += sb.Len(); total > maxKallsymsNameBytes {
+			return nil, fmt.Errorf("kallsyms_names at 0x%x: names of more than %d bytes in all", namesAddr, maxKallsymsNameBytes)
 		}
 		names = append(names, sb.String())
 	}
@@ -175,13 +192,13 @@ func kallsymsAddresses(mem MemReader, vi map[string]uint64, num uint32, names []
 	}
 	raw := make([]byte, 4*num)
 	if err := mem.Read(raw, offAddr); err != nil {
-		return nil, fmt.Errorf("kallsyms_offsets: %w", err)
+		return nil, fmt.Errorf("kallsyms_offsets at 0x%x (%d entries): %w", offAddr, num, err)
 	}
 	var base uint64
 	if a, ok := vi["kallsyms_relative_base"]; ok {
 		var b8 [8]byte
 		if err := mem.Read(b8[:], a); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("kallsyms_relative_base at 0x%x: %w", a, err)
 		}
 		base = le.Uint64(b8[:])
 	}
@@ -205,7 +222,7 @@ func kallsymsAddresses(mem MemReader, vi map[string]uint64, num uint32, names []
 		}
 		return out, nil
 	}
-	return nil, errors.New("no kallsyms address encoding places _stext where VMCOREINFO says")
+	return nil, fmt.Errorf("kallsyms_offsets at 0x%x: no address encoding places _stext where VMCOREINFO says (0x%x)", offAddr, stext)
 }
 
 // memStream reads kernel memory sequentially in pages.
@@ -214,6 +231,9 @@ type memStream struct {
 	addr uint64
 	buf  []byte
 }
+
+// pos is the address of the next byte.
+func (s *memStream) pos() uint64 { return s.addr - uint64(len(s.buf)) }
 
 func (s *memStream) byte() (byte, error) {
 	if len(s.buf) == 0 {

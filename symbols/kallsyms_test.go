@@ -94,12 +94,18 @@ func FuzzKallsyms(f *testing.F) {
 	rel := uint64(0xffffffff9c000000)
 	m, _ := buildKallsyms([]string{"T_stext", "Tfoo"}, []uint64{rel + 0x1000, rel + 0x2000}, rel)
 	f.Add(m.data[:0x2100])
+	long, _ := longNameKallsyms()
+	f.Add(long.data[:0x2100])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const base = 0xffffffff82000000
 		vi := map[string]uint64{"kallsyms_token_table": base + 0x100, "kallsyms_token_index": base + 0x800,
 			"kallsyms_num_syms": base + 0xa00, "kallsyms_relative_base": base + 0xa08, "kallsyms_offsets": base + 0xb00,
 			"kallsyms_names": base + 0x2000, "_stext": rel + 0x1000}
-		LoadKallsyms(flatMem{base, data}, vi)
+		// num_syms alone may size tables (8 * 2^22 bytes); names are
+		// bounded apart from it (KSYM_NAME_LEN, 64 MiB in all).
+		if n := allocated(func() { LoadKallsyms(flatMem{base, data}, vi) }); n > 256<<20 {
+			t.Fatalf("loading from %d bytes allocated %d", len(data), n)
+		}
 	})
 }
 
@@ -112,6 +118,10 @@ func TestWriteKallsymsCorpus(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzKallsyms")
 	os.MkdirAll(dir, 0o755)
 	if err := os.WriteFile(filepath.Join(dir, "table"), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", m.data[:0x2020])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	long, _ := longNameKallsyms()
+	if err := os.WriteFile(filepath.Join(dir, "long-names"), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", long.data[:0x2100])), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

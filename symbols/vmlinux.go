@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 )
 
 // ErrNoSymbol is returned for a name the symbol table does not have.
@@ -20,6 +22,7 @@ var ErrNoSymbol = errors.New("no such symbol")
 type Vmlinux struct {
 	path string
 	file *os.File
+	size int64 // of the file, bounding every section read from it
 	elf  *elf.File
 	syms map[string]elf.Symbol
 	btf  *BTF
@@ -29,9 +32,10 @@ type Vmlinux struct {
 	sorted   []elf.Symbol
 }
 
-// Open opens a vmlinux read-only and loads its symbol table.
+// Open opens a vmlinux read-only and loads its symbol table. Only a regular
+// file or a block device is opened (a FIFO would block forever).
 func Open(path string) (*Vmlinux, error) {
-	f, err := os.Open(path)
+	f, size, err := rofile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +57,7 @@ func Open(path string) (*Vmlinux, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: symbol table: %w", path, err)
 	}
-	v := &Vmlinux{path: path, file: f, elf: ef, syms: make(map[string]elf.Symbol, len(syms)), symtab: syms}
+	v := &Vmlinux{path: path, file: f, size: size, elf: ef, syms: make(map[string]elf.Symbol, len(syms)), symtab: syms}
 	for _, s := range syms {
 		if s.Name == "" || elf.ST_TYPE(s.Info) == elf.STT_FILE || elf.ST_TYPE(s.Info) == elf.STT_SECTION {
 			continue
@@ -107,9 +111,9 @@ func (v *Vmlinux) BTF() (*BTF, error) {
 	if sec == nil {
 		return nil, fmt.Errorf("%s: no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF)", v.path)
 	}
-	data, err := sec.Data()
+	data, err := v.sectionData(sec, maxBTFBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: .BTF: %w", v.path, err)
+		return nil, err
 	}
 	b, err := ParseBTF(data)
 	if err != nil {
@@ -117,6 +121,35 @@ func (v *Vmlinux) BTF() (*BTF, error) {
 	}
 	v.btf = b
 	return b, nil
+}
+
+// Bounds on what one section may make us read: a kernel's .BTF is a few
+// MB (kernel/ accepts 256 MiB from a dump), its note sections a few KB,
+// its largest section (.debug_info) a few hundred MB.
+const (
+	maxBTFBytes         = 256 << 20
+	maxNoteSectionBytes = 1 << 20
+	maxSectionBytes     = 2 << 30
+)
+
+// sectionData reads a section after checking the sizes its header gives:
+// the stored bytes must lie inside the file, and the size (decompressed,
+// for an SHF_COMPRESSED section) must be at most limit.
+func (v *Vmlinux) sectionData(s *elf.Section, limit uint64) ([]byte, error) {
+	if s.Type == elf.SHT_NOBITS {
+		return nil, fmt.Errorf("%s: %s has no file data", v.path, s.Name)
+	}
+	if s.Offset > uint64(v.size) || s.FileSize > uint64(v.size)-s.Offset {
+		return nil, fmt.Errorf("%s: section %s at offset 0x%x (%d bytes) runs past the end of the file (%d bytes)", v.path, s.Name, s.Offset, s.FileSize, v.size)
+	}
+	if s.Size > limit {
+		return nil, fmt.Errorf("%s: section %s at offset 0x%x: %d bytes is more than the %d allowed", v.path, s.Name, s.Offset, s.Size, limit)
+	}
+	d, err := s.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%s: section %s at offset 0x%x: %w", v.path, s.Name, s.Offset, err)
+	}
+	return d, nil
 }
 
 // Segment is one PT_LOAD of the vmlinux.
@@ -142,7 +175,7 @@ func (v *Vmlinux) BuildID() string {
 		if s.Type != elf.SHT_NOTE {
 			continue
 		}
-		data, err := s.Data()
+		data, err := v.sectionData(s, maxNoteSectionBytes)
 		if err != nil {
 			continue
 		}
@@ -242,9 +275,9 @@ func (v *Vmlinux) SectionData(name string) ([]byte, uint64, error) {
 	if s.Type == elf.SHT_NOBITS {
 		return nil, 0, fmt.Errorf("%s: %s has no file data", v.path, name)
 	}
-	d, err := s.Data()
+	d, err := v.sectionData(s, maxSectionBytes)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %s: %w", v.path, name, err)
+		return nil, 0, err
 	}
 	return d, s.Addr, nil
 }
@@ -257,7 +290,7 @@ func (v *Vmlinux) Banner() (string, error) {
 		return "", fmt.Errorf("%s: %w: linux_banner", v.path, ErrNoSymbol)
 	}
 	sec := v.elf.Sections[s.Section]
-	if s.Value < sec.Addr || s.Size == 0 || s.Size > 4096 || s.Value-sec.Addr+s.Size > sec.Size {
+	if s.Value < sec.Addr || s.Size == 0 || s.Size > 4096 || s.Value-sec.Addr > sec.Size || s.Size > sec.Size-(s.Value-sec.Addr) {
 		return "", fmt.Errorf("%s: linux_banner outside its section", v.path)
 	}
 	buf := make([]byte, s.Size)

@@ -34,7 +34,7 @@ func benchRead(b *testing.B, d *Dump, pfns []uint64, warm bool) {
 	if !warm {
 		// A cache far smaller than the page set: every read decodes.
 		old := d.cache
-		d.cache = newPageCache(64, int(d.pageSize))
+		d.cache = newPageCache(64*int(d.pageSize), int(d.pageSize))
 		defer func() { d.cache = old }()
 	}
 	buf := make([]byte, 4096)
@@ -97,7 +97,7 @@ func BenchmarkReadPage(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		d.cache = newPageCache(64, 4096) // smaller than the page set: cold reads decode
+		d.cache = newPageCache(64*4096, 4096) // smaller than the page set: cold reads decode
 		ps := pagesOf(d, enc, len(real))
 		b.Run(enc.String()+"/cold", func(b *testing.B) { benchRead(b, d, ps, false) })
 		b.Run(enc.String()+"/decompressor-only", func(b *testing.B) { benchDecompressor(b, d, ps) })
@@ -154,7 +154,7 @@ func BenchmarkTranslate(b *testing.B) {
 	b.Run("walk-cold", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			d.cache = newPageCache(DefaultCachePages, 4096)
+			d.cache = newPageCache(DefaultCacheBytes, 4096)
 			k.PageTable = mustPT(b, d, k.PageTable)
 			b.StartTimer()
 			if _, err := k.PageTable.Walk(vas[i%len(vas)]); err != nil {

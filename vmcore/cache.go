@@ -2,10 +2,14 @@ package vmcore
 
 import "sync"
 
-// DefaultCachePages is how many decompressed pages a Dump keeps (64 MiB of
-// 4 KiB pages): enough for the page tables, stacks and structures a
-// debugging session touches over and over.
-const DefaultCachePages = 16384
+// DefaultCacheBytes bounds the decompressed pages a Dump keeps: enough for
+// the page tables, stacks and structures a debugging session touches over
+// and over. The bound is in bytes, not pages, so a dump with large pages
+// cannot make it grow.
+const DefaultCacheBytes = 64 << 20
+
+// DefaultCachePages is how many 4 KiB pages DefaultCacheBytes holds.
+const DefaultCachePages = DefaultCacheBytes / 4096
 
 // pageCache is an LRU of decompressed pages keyed by pfn. Entries are
 // copied out under the lock so eviction can recycle buffers safely.
@@ -25,11 +29,10 @@ type cacheEntry struct {
 	prev, next *cacheEntry
 }
 
-func newPageCache(capacity, pageSize int) *pageCache {
-	if capacity < 1 {
-		capacity = 1
-	}
-	c := &pageCache{capacity: capacity, pageSize: pageSize, m: make(map[uint64]*cacheEntry, capacity)}
+// newPageCache makes a cache of at most maxBytes of pages (at least one).
+func newPageCache(maxBytes, pageSize int) *pageCache {
+	capacity := max(maxBytes/max(pageSize, 1), 1)
+	c := &pageCache{capacity: capacity, pageSize: pageSize, m: make(map[uint64]*cacheEntry)}
 	c.head.next, c.head.prev = &c.head, &c.head
 	return c
 }

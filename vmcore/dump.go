@@ -36,6 +36,7 @@ func (f Format) String() string {
 // It is safe for concurrent use.
 type Dump struct {
 	files    []string
+	name     string // the file errors about the dump as a whole name
 	format   Format
 	pageSize uint64
 
@@ -153,14 +154,24 @@ func openSources(srcs []source) (*Dump, error) {
 	}
 	// VMCOREINFO and page size.
 	var raw []byte
+	var rawOff int64
 	if d.elf != nil {
-		raw = d.notes.vmcoreinfo
+		raw, rawOff = d.notes.vmcoreinfo, d.notes.vmcoreOff
+		d.name = d.elf.src.Name()
 	} else {
-		raw = d.parts[0].vmcoreinfo
+		raw, rawOff = d.parts[0].vmcoreinfo, d.parts[0].vmcoreOff
 		d.notes = d.parts[0].notes
+		d.name = d.parts[0].src.Name()
 	}
 	if raw != nil {
 		d.vmcoreinfo, d.infoErr = ParseVMCOREINFO(raw)
+		var ve *VMCOREINFOError
+		switch {
+		case errors.As(d.infoErr, &ve):
+			d.infoErr = &FormatError{File: d.name, Offset: rawOff + int64(ve.Offset), Msg: fmt.Sprintf("VMCOREINFO line %s=%q", ve.Key, ve.Value), Err: ve.Err}
+		case d.infoErr != nil:
+			d.infoErr = &FormatError{File: d.name, Offset: rawOff, Msg: "VMCOREINFO", Err: d.infoErr}
+		}
 	}
 	switch {
 	case d.parts != nil:
@@ -170,7 +181,7 @@ func openSources(srcs []source) (*Dump, error) {
 	default:
 		d.pageSize = 4096
 	}
-	d.cache = newPageCache(DefaultCachePages, int(d.pageSize))
+	d.cache = newPageCache(DefaultCacheBytes, int(d.pageSize))
 	return d, nil
 }
 
@@ -215,7 +226,7 @@ func (d *Dump) PageSize() uint64 { return d.pageSize }
 // VMCOREINFO returns the parsed VMCOREINFO, or nil and the reason.
 func (d *Dump) VMCOREINFO() (*VMCOREINFO, error) {
 	if d.vmcoreinfo == nil && d.infoErr == nil {
-		return nil, errors.New("the dump carries no VMCOREINFO")
+		return nil, fmt.Errorf("%s: the dump carries no VMCOREINFO (no VMCOREINFO note and, for a kdump, no offset_vmcoreinfo)", d.name)
 	}
 	return d.vmcoreinfo, d.infoErr
 }
@@ -230,9 +241,14 @@ func (d *Dump) PRStatus() []PRStatus { return d.notes.prstatus }
 // QEMUCPUs returns QEMU's per-CPU notes, in CPU order (hypervisor dumps).
 func (d *Dump) QEMUCPUs() []QEMUCPUState { return d.notes.qemu }
 
+// maxNRCPUS is the largest CONFIG_NR_CPUS x86_64 allows (MAXSMP).
+const maxNRCPUS = 8192
+
 // CPUs returns the number of CPUs the dump describes.
+// A kdump header's nr_cpus above NR_CPUS's largest x86_64 value is
+// damage: the notes are counted instead.
 func (d *Dump) CPUs() int {
-	if d.parts != nil && d.parts[0].hdr.NrCPUs > 0 {
+	if d.parts != nil && d.parts[0].hdr.NrCPUs > 0 && d.parts[0].hdr.NrCPUs <= maxNRCPUS {
 		return int(d.parts[0].hdr.NrCPUs)
 	}
 	return max(len(d.notes.prstatus), len(d.notes.qemu))
@@ -293,8 +309,10 @@ type PageCounts struct {
 func (d *Dump) PageCounts() PageCounts {
 	var pc PageCounts
 	if d.elf != nil {
+		// Only what the file holds: a cut-short PT_LOAD's missing
+		// pages were not dumped. Sizes are below 2^52 (openELF).
 		for _, g := range d.elf.phys {
-			pc.Dumped += (g.FileSz + d.pageSize - 1) / d.pageSize
+			pc.Dumped += (d.elf.storedBytes(g) + d.pageSize - 1) / d.pageSize
 		}
 		return pc
 	}

@@ -3,6 +3,7 @@ package vmcore
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"sort"
 )
 
@@ -86,15 +87,17 @@ func openELF(src source) (*elfMemory, error) {
 	if phnum > maxProgramHeaders {
 		return nil, formatErr(name, 56, "%d program headers is more than %d", phnum, maxProgramHeaders)
 	}
-	if phoff > uint64(src.Size()) || phnum*elf64PhdrSize > uint64(src.Size())-phoff {
-		return nil, formatErr(name, 32, "program header table (%d entries at 0x%x) runs past the end of the file", phnum, phoff)
+	if phoff > 1<<62 {
+		return nil, formatErr(name, 32, "e_phoff 0x%x is beyond any file", phoff)
 	}
-	ph := make([]byte, phnum*elf64PhdrSize)
-	if err := readFull(src, ph, int64(phoff)); err != nil {
-		return nil, formatErr(name, int64(phoff), "program headers: %v", err)
+	// phnum <= 2^20 and phoff <= 2^62: the table's extent cannot overflow.
+	ph, err := loadRegion(src, int64(phoff), phnum*elf64PhdrSize, fmt.Sprintf("program header table (%d entries)", phnum), 32)
+	if err != nil {
+		return nil, err
 	}
 	m := &elfMemory{src: src, flags: flags}
 	var notes []Note
+	var noteBytes uint64
 	size := uint64(src.Size())
 	for i := uint64(0); i < phnum; i++ {
 		p := ph[i*elf64PhdrSize:]
@@ -115,23 +118,23 @@ func openELF(src source) (*elfMemory, error) {
 			if seg.FileSz > seg.MemSz {
 				return nil, formatErr(name, off, "PT_LOAD %d: p_filesz 0x%x > p_memsz 0x%x", i, seg.FileSz, seg.MemSz)
 			}
-			if seg.PAddr+seg.MemSz < seg.PAddr {
-				return nil, formatErr(name, off, "PT_LOAD %d: physical range wraps around", i)
+			if seg.PAddr+seg.MemSz < seg.PAddr || seg.PAddr+seg.MemSz > 1<<maxPhysAddrBits {
+				return nil, formatErr(name, off, "PT_LOAD %d: physical range 0x%x+0x%x is beyond x86_64's %d-bit physical address space", i, seg.PAddr, seg.MemSz, maxPhysAddrBits)
 			}
 			if uint64(seg.Offset)+seg.FileSz > size || uint64(seg.Offset)+seg.FileSz < uint64(seg.Offset) {
 				m.truncated = true
 			}
 			m.segments = append(m.segments, seg)
 		case PT_NOTE:
-			if seg.FileSz > maxNoteBytes {
-				return nil, formatErr(name, off, "PT_NOTE of %d bytes is larger than %d", seg.FileSz, maxNoteBytes)
+			// All PT_NOTEs together are bounded, by the file too: many
+			// headers may name one large area.
+			if limit := min(maxNoteBytes, uint64(src.stored())); seg.FileSz > limit-noteBytes {
+				return nil, formatErr(name, off, "PT_NOTE %d: the PT_NOTEs hold more than %d bytes in all", i, limit)
 			}
-			if uint64(seg.Offset) > size || seg.FileSz > size-uint64(seg.Offset) {
-				return nil, formatErr(name, off, "PT_NOTE at 0x%x (%d bytes) runs past the end of the file", seg.Offset, seg.FileSz)
-			}
-			buf := make([]byte, seg.FileSz)
-			if err := readFull(src, buf, seg.Offset); err != nil {
-				return nil, formatErr(name, seg.Offset, "PT_NOTE: %v", err)
+			noteBytes += seg.FileSz
+			buf, err := readRegion(src, seg.Offset, seg.FileSz, maxNoteBytes, fmt.Sprintf("PT_NOTE %d", i), off)
+			if err != nil {
+				return nil, err
 			}
 			// Several PT_NOTEs (an unmerged elfcorehdr) are read one by
 			// one and classified together.
@@ -139,10 +142,12 @@ func openELF(src source) (*elfMemory, error) {
 			if err != nil {
 				return nil, err
 			}
+			if len(notes)+len(ns) > maxNotes {
+				return nil, formatErr(name, off, "PT_NOTE %d: more than %d ELF notes in all", i, maxNotes)
+			}
 			notes = append(notes, ns...)
 		}
 	}
-	var err error
 	if m.notes, err = classifyNotes(name, notes); err != nil {
 		return nil, err
 	}
@@ -199,7 +204,7 @@ func (m *elfMemory) read(dst []byte, addr uint64) error {
 	for len(dst) > 0 {
 		i := sort.Search(len(m.phys), func(i int) bool { return m.phys[i].PAddr+m.phys[i].MemSz > addr })
 		if i == len(m.phys) || m.phys[i].PAddr > addr {
-			return &PhysError{Addr: addr, Offset: -1, Err: ErrNotPresent, Detail: "no PT_LOAD covers it"}
+			return &PhysError{Addr: addr, File: m.src.Name(), Offset: -1, Err: ErrNotPresent, Detail: "no PT_LOAD covers it"}
 		}
 		g := m.phys[i]
 		rel := addr - g.PAddr
@@ -227,6 +232,15 @@ func (m *elfMemory) read(dst []byte, addr uint64) error {
 		addr += n
 	}
 	return nil
+}
+
+// storedBytes is how much of g's file data the file really holds.
+func (m *elfMemory) storedBytes(g LoadSegment) uint64 {
+	size := uint64(m.src.Size())
+	if uint64(g.Offset) >= size {
+		return 0
+	}
+	return min(g.FileSz, size-uint64(g.Offset))
 }
 
 func (m *elfMemory) incomplete() bool { return m.truncated || m.flags&DUMP_ELF_INCOMPLETE != 0 }

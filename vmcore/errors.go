@@ -66,8 +66,11 @@ func (e *PhysError) Error() string {
 	if e.Detail != "" {
 		s += " (" + e.Detail + ")"
 	}
-	if e.File != "" && e.Offset >= 0 {
+	switch {
+	case e.File != "" && e.Offset >= 0:
 		s += fmt.Sprintf(" [%s offset 0x%x]", e.File, e.Offset)
+	case e.File != "":
+		s += " [" + e.File + "]"
 	}
 	return s
 }

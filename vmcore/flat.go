@@ -2,8 +2,10 @@ package vmcore
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/binary"
 	"io"
+	"slices"
 	"sort"
 )
 
@@ -39,8 +41,9 @@ type flatExtent struct {
 type flatSource struct {
 	src       source
 	extents   []flatExtent // sorted by off, non-overlapping
-	size      int64
-	truncated bool // the stream ended without its end record
+	size      int64        // of the file the stream stands for: the end of its last record
+	held      int64        // bytes records really carry (at most the stream's size)
+	truncated bool         // the stream ended without its end record
 }
 
 func openFlattened(src source) (*flatSource, error) {
@@ -105,50 +108,74 @@ func openFlattened(src source) (*flatSource, error) {
 		if end := e.off + e.size; end > f.size {
 			f.size = end
 		}
+		f.held += e.size
 	}
 	return f, nil
 }
 
 // resolveOverlaps turns records in stream order into sorted,
 // non-overlapping extents where a later record wins (makedumpfile
-// rewrites its headers at the end of a dump).
+// rewrites its headers at the end of a dump). It sweeps the record
+// boundaries in order with a heap of the records covering the current
+// point, newest on top: O(n log n) however the records overlap.
 func resolveOverlaps(recs []flatExtent) []flatExtent {
-	var out []flatExtent // sorted, disjoint
+	order := make([]int, len(recs)) // record indexes by start
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return recs[order[a]].off < recs[order[b]].off })
+	bounds := make([]int64, 0, 2*len(recs))
 	for _, r := range recs {
-		// Find the first extent ending after r starts.
-		i := sort.Search(len(out), func(i int) bool { return out[i].off+out[i].size > r.off })
-		j := i
-		var keep []flatExtent
-		for j < len(out) && out[j].off < r.off+r.size {
-			e := out[j]
-			if e.off < r.off {
-				keep = append(keep, flatExtent{e.off, r.off - e.off, e.fileOff})
-			}
-			if end := e.off + e.size; end > r.off+r.size {
-				cut := r.off + r.size - e.off
-				keep = append(keep, flatExtent{e.off + cut, e.size - cut, e.fileOff + cut})
-			}
-			j++
+		bounds = append(bounds, r.off, r.off+r.size)
+	}
+	slices.Sort(bounds)
+	bounds = slices.Compact(bounds)
+	var out []flatExtent
+	h := &newestHeap{recs: recs}
+	next := 0
+	for bi := 0; bi+1 < len(bounds); bi++ {
+		lo, hi := bounds[bi], bounds[bi+1]
+		for next < len(order) && recs[order[next]].off <= lo {
+			heap.Push(h, order[next])
+			next++
 		}
-		repl := make([]flatExtent, 0, len(keep)+1)
-		for _, k := range keep {
-			if k.off < r.off {
-				repl = append(repl, k)
-			}
+		for h.Len() > 0 && recs[h.idx[0]].off+recs[h.idx[0]].size <= lo {
+			heap.Pop(h)
 		}
-		repl = append(repl, r)
-		for _, k := range keep {
-			if k.off > r.off {
-				repl = append(repl, k)
-			}
+		if h.Len() == 0 {
+			continue // a hole
 		}
-		out = append(out[:i], append(repl, out[j:]...)...)
+		r := recs[h.idx[0]]
+		e := flatExtent{off: lo, size: hi - lo, fileOff: r.fileOff + (lo - r.off)}
+		if n := len(out); n > 0 && out[n-1].off+out[n-1].size == e.off && out[n-1].fileOff+out[n-1].size == e.fileOff {
+			out[n-1].size += e.size
+			continue
+		}
+		out = append(out, e)
 	}
 	return out
 }
 
-func (f *flatSource) Name() string { return f.src.Name() }
-func (f *flatSource) Size() int64  { return f.size }
+// newestHeap orders record indexes so the latest record (the highest
+// index, which wins) is on top.
+type newestHeap struct {
+	recs []flatExtent
+	idx  []int
+}
+
+func (h *newestHeap) Len() int           { return len(h.idx) }
+func (h *newestHeap) Less(i, j int) bool { return h.idx[i] > h.idx[j] }
+func (h *newestHeap) Swap(i, j int)      { h.idx[i], h.idx[j] = h.idx[j], h.idx[i] }
+func (h *newestHeap) Push(x any)         { h.idx = append(h.idx, x.(int)) }
+func (h *newestHeap) Pop() any {
+	x := h.idx[len(h.idx)-1]
+	h.idx = h.idx[:len(h.idx)-1]
+	return x
+}
+
+func (f *flatSource) Name() string  { return f.src.Name() }
+func (f *flatSource) Size() int64   { return f.size }
+func (f *flatSource) stored() int64 { return f.held }
 
 func (f *flatSource) find(off int64) int {
 	return sort.Search(len(f.extents), func(i int) bool { return f.extents[i].off+f.extents[i].size > off })

@@ -1,11 +1,15 @@
 package vmcore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -30,9 +34,21 @@ func FuzzOpen(f *testing.F) {
 	f.Add(smallKdump(CompressionSnappy, 3))
 	f.Add(smallELF())
 	f.Add(flatten(smallKdump(CompressionZstd, 6), 1000, 1))
+	for _, r := range hostileSeeds() {
+		f.Add(r.data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := OpenBytes("fuzz", data)
+		var d *Dump
+		var err error
+		// Nothing a header says may make an open allocate more than a
+		// small multiple of the input.
+		if n := allocated(func() { d, err = OpenBytes("fuzz", data) }); n > allocBound(len(data)) {
+			t.Fatalf("opening %d bytes allocated %d", len(data), n)
+		}
 		if err != nil {
+			if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "fuzz: ") {
+				t.Fatalf("error %q is not one line naming the file", err)
+			}
 			return
 		}
 		d.PageCounts()
@@ -77,10 +93,31 @@ func FuzzNotes(f *testing.F) {
 func FuzzFlattened(f *testing.F) {
 	f.Add(flatten([]byte("KDUMP   some bytes of a file"), 5, 1))
 	f.Add(flatten(make([]byte, 10000), 777, 2))
+	f.Add(hugeFlatKdump(4096, 1<<27, 1<<40, 1<<40))
+	f.Add(flatRecords(flatRec{10, []byte("abcdef")}, flatRec{0, []byte("0123456789ABCDEF")}, flatRec{4, []byte("xy")}, flatRec{12, nil}, flatRec{14, []byte("zzzz")}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fs, err := openFlattened(&bytesSource{name: "fuzz", data: data})
+		var fs *flatSource
+		var err error
+		if n := allocated(func() { fs, err = openFlattened(&bytesSource{name: "fuzz", data: data}) }); n > allocBound(len(data)) {
+			t.Fatalf("indexing %d bytes allocated %d", len(data), n)
+		}
 		if err != nil {
 			return
+		}
+		if fs.stored() > int64(len(data)) {
+			t.Fatalf("records hold %d bytes of a %d-byte stream", fs.stored(), len(data))
+		}
+		// Small streams: the index must read as the records applied in
+		// order onto zeros, the last writer winning.
+		if fs.Size() <= 1<<20 {
+			want := applyFlatRecords(data, fs.Size())
+			got := make([]byte, fs.Size())
+			if n, err := fs.ReadAt(got, 0); n != len(got) || (err != nil && err != io.EOF) {
+				t.Fatalf("ReadAt: %d, %v", n, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("rearranged bytes differ from the records applied in order")
+			}
 		}
 		var prev int64 = -1
 		for _, e := range fs.extents {
@@ -94,6 +131,26 @@ func FuzzFlattened(f *testing.F) {
 			fs.ReadAt(buf, off)
 		}
 	})
+}
+
+// applyFlatRecords is the flattened format's meaning, written plainly:
+// each record copied to its offset in stream order.
+func applyFlatRecords(data []byte, size int64) []byte {
+	out := make([]byte, size)
+	be := binary.BigEndian
+	for pos := MAX_SIZE_MDF_HEADER; pos+flatRecordHeaderSize <= len(data); {
+		off, n := int64(be.Uint64(data[pos:])), int64(be.Uint64(data[pos+8:]))
+		if off == END_FLAG_FLAT_HEADER {
+			break
+		}
+		pos += flatRecordHeaderSize
+		n = min(n, int64(len(data)-pos))
+		if off+n <= size {
+			copy(out[off:], data[pos:pos+int(n)])
+		}
+		pos += int(n)
+	}
+	return out
 }
 
 func FuzzDecompress(f *testing.F) {
@@ -162,6 +219,11 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}
 	write("FuzzOpen", "elf", smallELF())
 	write("FuzzOpen", "flat", flatten(smallKdump(CompressionZlib, 6), 999, 3))
+	for _, r := range hostileSeeds() {
+		write("FuzzOpen", r.name, r.data)
+	}
+	write("FuzzFlattened", "huge-offset", hugeFlatKdump(4096, 1<<27, 1<<40, 1<<40))
+	write("FuzzFlattened", "overlaps", flatRecords(flatRec{10, []byte("abcdef")}, flatRec{0, []byte("0123456789ABCDEF")}, flatRec{4, []byte("xy")}, flatRec{12, nil}, flatRec{14, []byte("zzzz")}))
 	write("FuzzVMCOREINFO", "typical", []byte(testVMCOREINFO))
 	write("FuzzNotes", "prstatus", prstatusNote(5, 6, 7))
 	write("FuzzFlattened", "records", flatten([]byte("abcdefghijklmnopqrstuvwxyz"), 3, 4))
@@ -175,4 +237,34 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	binary.LittleEndian.PutUint64(mem[4096+510*8:], 0x2000|1)
 	binary.LittleEndian.PutUint64(mem[8192+8*8:], 0x3000|1|0x80)
 	write("FuzzPageTableWalk", "kernel-2m", mem, uint64(0xffffffff81000000), false)
+}
+
+type namedSeed struct {
+	name string
+	data []byte
+}
+
+// hostileSeeds are the reproducers of the reported defects, as inputs of
+// FuzzOpen.
+func hostileSeeds() []namedSeed {
+	le := binary.LittleEndian
+	patch := func(img []byte, off int, v uint64, width int) []byte {
+		img = append([]byte(nil), img...)
+		if width == 8 {
+			le.PutUint64(img[off:], v)
+		} else {
+			le.PutUint32(img[off:], uint32(v))
+		}
+		return img
+	}
+	k := smallKdump(CompressionZlib, 6)
+	return []namedSeed{
+		{"flat-kdump-2pow40", hugeFlatKdump(4096, 1<<27, 1<<40, 1<<40)},
+		{"flat-kdump-2pow62", hugeFlatKdump(4096, math.MaxUint32, 1<<40, 1<<62)},
+		{"flat-kdump-1MiB-blocks", hugeFlatKdump(1<<20, math.MaxUint32, 1<<32, 1<<62)},
+		{"flat-elf-pn_xnum", hugeFlatELF(1 << 40)},
+		{"kdump-max_mapnr-2pow64-1", patch(k, 4096+96, math.MaxUint64, 8)},
+		{"kdump-max_mapnr-past-bitmaps", patch(k, 4096+96, 32769, 8)},
+		{"kdump-block_size-1MiB", patch(k, 428, 1<<20, 4)},
+	}
 }

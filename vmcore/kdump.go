@@ -1,6 +1,7 @@
 package vmcore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -21,7 +22,16 @@ const (
 	prefixBlockBits  = 4096
 	prefixBlockWords = prefixBlockBits / 64
 
-	maxBlockSize = 1 << 20
+	// block_size is the dumped machine's page size (4096 on x86_64).
+	// Linux page sizes run from 4 KiB to 256 KiB; anything else is damage,
+	// and would size every page buffer and cache entry.
+	minBlockSize = 4 << 10
+	maxBlockSize = 256 << 10
+
+	// maxPhysAddrBits is x86_64's MAX_PHYSMEM_BITS with 5-level paging:
+	// no pfn at or above 2^52/page size names memory, so a larger
+	// max_mapnr is damage (and pfn*block_size could overflow).
+	maxPhysAddrBits = 52
 )
 
 // DiskDumpHeader is struct disk_dump_header, block 0 of the file.
@@ -83,7 +93,8 @@ type kdumpFile struct {
 	descBase   uint64 // set bits of bitmap2 before startPFN
 	notes      *noteSet
 	vmcoreinfo []byte
-	truncated  bool // descriptors or data run past the end of the file
+	vmcoreOff  int64 // file offset of the VMCOREINFO text
+	truncated  bool  // descriptors or data run past the end of the file
 }
 
 func cstring(b []byte) string {
@@ -119,8 +130,8 @@ func openKdump(src source) (*kdumpFile, error) {
 		return nil, formatErr(name, 8, "header_version %d", d.HeaderVersion)
 	}
 	bs := int64(d.BlockSize)
-	if bs < 512 || bs > maxBlockSize || bs&(bs-1) != 0 {
-		return nil, formatErr(name, 428, "block_size %d is not a power of two between 512 and %d", d.BlockSize, maxBlockSize)
+	if bs < minBlockSize || bs > maxBlockSize || bs&(bs-1) != 0 {
+		return nil, formatErr(name, 428, "block_size %d is not a page size (a power of two from %d to %d)", d.BlockSize, minBlockSize, maxBlockSize)
 	}
 	if d.SubHdrSize < 0 || int64(d.SubHdrSize) > src.Size()/bs {
 		return nil, formatErr(name, 432, "sub_hdr_size %d blocks does not fit in the file", d.SubHdrSize)
@@ -162,44 +173,50 @@ func openKdump(src source) (*kdumpFile, error) {
 	}
 
 	k.maxMapnr = uint64(d.MaxMapnr)
+	maxMapnrOff := int64(440)
 	if d.HeaderVersion >= 6 && k.sub.MaxMapnr64 != 0 {
 		k.maxMapnr = k.sub.MaxMapnr64
+		maxMapnrOff = bs + 96
+	}
+	if k.maxMapnr == 0 {
+		return nil, formatErr(name, maxMapnrOff, "max_mapnr 0: the dump describes no memory")
+	}
+	if limit := uint64(1) << maxPhysAddrBits / uint64(bs); k.maxMapnr > limit {
+		return nil, formatErr(name, maxMapnrOff, "max_mapnr 0x%x pages of %d bytes is beyond x86_64's %d-bit physical address space", k.maxMapnr, bs, maxPhysAddrBits)
 	}
 
 	// Bitmaps: two halves (exists, dumped) when there is room for both,
-	// else the old single bitmap of dumped pages.
+	// else the old single bitmap of dumped pages. Every product below is
+	// of values bounded above (block_size <= 2^18, sub_hdr_size and
+	// bitmap_blocks < 2^32, max_mapnr <= 2^40), so none overflows int64.
 	bitmapOff := (DISKDUMP_HEADER_BLOCKS + int64(d.SubHdrSize)) * bs
 	bitmapLen := int64(d.BitmapBlocks) * bs
-	if bitmapLen > src.Size()-bitmapOff {
+	if bitmapOff > src.Size() || bitmapLen > src.Size()-bitmapOff {
 		return nil, formatErr(name, 436, "bitmap of %d blocks at 0x%x runs past the end of the file (%d bytes)", d.BitmapBlocks, bitmapOff, src.Size())
 	}
-	needBytes := (k.maxMapnr + 7) / 8
+	needBytes := k.maxMapnr/8 + min(k.maxMapnr%8, 1) // ceil(max_mapnr / 8)
 	perBitmap := (needBytes + uint64(bs) - 1) / uint64(bs) * uint64(bs)
 	var b1, b2 []byte
-	load := func(off, n int64) ([]byte, error) {
-		if v, ok := src.view(off, int(n)); ok {
-			return v, nil
-		}
-		buf := make([]byte, n)
-		if err := readFull(src, buf, off); err != nil {
-			return nil, formatErr(name, off, "bitmap: %v", err)
-		}
-		return buf, nil
-	}
 	var err error
-	if uint64(d.BitmapBlocks) >= 2*perBitmap/uint64(bs) && perBitmap > 0 {
+	if perBitmap > 0 && uint64(d.BitmapBlocks) >= 2*(perBitmap/uint64(bs)) {
 		half := int64(d.BitmapBlocks/2) * bs
-		if b1, err = load(bitmapOff, half); err != nil {
+		if b1, err = loadRegion(src, bitmapOff, uint64(half), "first bitmap", 436); err != nil {
 			return nil, err
 		}
-		if b2, err = load(bitmapOff+half, half); err != nil {
+		if b2, err = loadRegion(src, bitmapOff+half, uint64(half), "second bitmap", 436); err != nil {
 			return nil, err
 		}
 	} else {
+		// Only the old diskdump wrote a single bitmap; makedumpfile and
+		// QEMU always write two. Reading a "KDUMP" file's two bitmaps as
+		// one would serve excluded pages as dumped ones.
+		if d.Signature != DISKDUMP_SIGNATURE {
+			return nil, formatErr(name, 436, "bitmap of %d blocks cannot hold the two bitmaps of max_mapnr 0x%x pages (%d blocks each)", d.BitmapBlocks, k.maxMapnr, perBitmap/uint64(bs))
+		}
 		if uint64(bitmapLen) < needBytes {
 			return nil, formatErr(name, 436, "bitmap of %d bytes cannot describe max_mapnr %d pages", bitmapLen, k.maxMapnr)
 		}
-		if b2, err = load(bitmapOff, bitmapLen); err != nil {
+		if b2, err = loadRegion(src, bitmapOff, uint64(bitmapLen), "bitmap", 436); err != nil {
 			return nil, err
 		}
 	}
@@ -221,6 +238,7 @@ func openKdump(src source) (*kdumpFile, error) {
 	k.buildPrefix()
 	k.descBase = k.countBefore(k.startPFN)
 	dumped := k.countBefore(k.endPFN) - k.descBase
+	// dumped <= 8 * bitmap bytes <= 8 * file size: the product fits.
 	if end := uint64(k.descOffset) + dumped*pageDescSize; end > uint64(src.Size()) {
 		k.truncated = true
 	} else if dumped > 0 && k.lastDataEnd(dumped) > src.Size() {
@@ -249,26 +267,25 @@ func openKdump(src source) (*kdumpFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		k.vmcoreinfo = buf
+		k.vmcoreinfo, k.vmcoreOff = buf, k.sub.OffsetVMCOREINFO
 	} else if k.notes.vmcoreinfo != nil {
-		k.vmcoreinfo = k.notes.vmcoreinfo
+		k.vmcoreinfo, k.vmcoreOff = k.notes.vmcoreinfo, k.notes.vmcoreOff
 	}
 	return k, nil
 }
 
+// readRegion copies a table a header places at off: its size is checked
+// against limit, the file's end and what the file stores (loadRegion).
+// A copy, because notes outlive nothing but are handed to callers.
 func readRegion(src source, off int64, size uint64, limit uint64, what string, fieldOff int64) ([]byte, error) {
-	name := src.Name()
 	if size > limit {
-		return nil, formatErr(name, fieldOff, "%s of %d bytes is larger than %d", what, size, limit)
+		return nil, formatErr(src.Name(), fieldOff, "%s of %d bytes is larger than %d", what, size, limit)
 	}
-	if off < 0 || off > src.Size() || int64(size) > src.Size()-off {
-		return nil, formatErr(name, fieldOff, "%s at 0x%x (%d bytes) runs past the end of the file", what, off, size)
+	b, err := loadRegion(src, off, size, what, fieldOff)
+	if err != nil {
+		return nil, err
 	}
-	buf := make([]byte, size)
-	if err := readFull(src, buf, off); err != nil {
-		return nil, formatErr(name, off, "%s: %v", what, err)
-	}
-	return buf, nil
+	return bytes.Clone(b), nil
 }
 
 // lastDataEnd finds where the last stored page's data ends. Pages are
@@ -368,13 +385,13 @@ func (k *kdumpFile) descriptor(pfn uint64) (pageDesc, int64, error) {
 	addr := pfn * uint64(k.pageSize)
 	name := k.src.Name()
 	if pfn >= k.maxMapnr {
-		return pageDesc{}, -1, &PhysError{Addr: addr, Offset: -1, Err: ErrNotPresent, Detail: fmt.Sprintf("beyond max_mapnr 0x%x", k.maxMapnr)}
+		return pageDesc{}, -1, &PhysError{Addr: addr, File: name, Offset: -1, Err: ErrNotPresent, Detail: fmt.Sprintf("beyond max_mapnr 0x%x", k.maxMapnr)}
 	}
 	if !bitSet(k.bitmap2, pfn) {
 		if k.bitmap1 != nil && !bitSet(k.bitmap1, pfn) {
-			return pageDesc{}, -1, &PhysError{Addr: addr, Offset: -1, Err: ErrNotPresent, Detail: "memory hole"}
+			return pageDesc{}, -1, &PhysError{Addr: addr, File: name, Offset: -1, Err: ErrNotPresent, Detail: "memory hole"}
 		}
-		return pageDesc{}, -1, &PhysError{Addr: addr, Offset: -1, Err: ErrExcluded, Detail: fmt.Sprintf("filtered out at dump level %d", k.sub.DumpLevel)}
+		return pageDesc{}, -1, &PhysError{Addr: addr, File: name, Offset: -1, Err: ErrExcluded, Detail: fmt.Sprintf("filtered out at dump level %d", k.sub.DumpLevel)}
 	}
 	idx := k.countBefore(pfn) - k.descBase
 	off := k.descOffset + int64(idx)*pageDescSize

@@ -24,6 +24,8 @@ type Note struct {
 	Type   uint32
 	Desc   []byte
 	Offset int64 // offset of the note header in its file
+
+	descOff int64 // offset of Desc in its file
 }
 
 // parseNotes splits a PT_NOTE area (or the kdump note copy) into notes.
@@ -50,7 +52,7 @@ func parseNotes(file string, data []byte, base int64) ([]Note, error) {
 		for len(name) > 0 && name[len(name)-1] == 0 {
 			name = name[:len(name)-1]
 		}
-		notes = append(notes, Note{Name: string(name), Type: typ, Desc: data[descStart:descEnd], Offset: base + int64(off)})
+		notes = append(notes, Note{Name: string(name), Type: typ, Desc: data[descStart:descEnd], Offset: base + int64(off), descOff: base + int64(descStart)})
 		if len(notes) > maxNotes {
 			return notes, formatErr(file, base+int64(off), "more than %d ELF notes", maxNotes)
 		}
@@ -161,7 +163,7 @@ type noteSet struct {
 	prstatus   []PRStatus
 	qemu       []QEMUCPUState
 	vmcoreinfo []byte
-	vmcoreOff  int64
+	vmcoreOff  int64 // file offset of the VMCOREINFO text
 }
 
 func classifyNotes(file string, notes []Note) (*noteSet, error) {
@@ -182,7 +184,7 @@ func classifyNotes(file string, notes []Note) (*noteSet, error) {
 			ns.qemu = append(ns.qemu, q)
 		case n.Name == noteNameVMCOREINFO:
 			ns.vmcoreinfo = n.Desc
-			ns.vmcoreOff = n.Offset
+			ns.vmcoreOff = n.descOff
 		}
 	}
 	return ns, nil

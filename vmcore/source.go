@@ -3,8 +3,8 @@ package vmcore
 import (
 	"fmt"
 	"io"
-	"os"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,6 +15,10 @@ type source interface {
 	io.ReaderAt
 	Size() int64
 	Name() string
+	// stored is how many bytes the file really holds for this view: the
+	// bound on any buffer a header read from it may make us allocate
+	// (a flattened stream's Size can be far larger than its file).
+	stored() int64
 	// view returns the bytes [off, off+n) without copying when the source
 	// can (a mapped file); ok is false otherwise or if out of range.
 	view(off int64, n int) (b []byte, ok bool)
@@ -29,20 +33,14 @@ type mappedFile struct {
 
 // openMapped opens path read-only and maps it. The dump is evidence: it is
 // never opened for writing.
+// Only regular files and block devices are opened (rofile refuses a FIFO
+// before it can block).
 func openMapped(path string) (*mappedFile, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	f, size, err := rofile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	size := st.Size()
 	if size == 0 {
 		return &mappedFile{name: path}, nil
 	}
@@ -58,8 +56,9 @@ func openMapped(path string) (*mappedFile, error) {
 	return &mappedFile{name: path, data: data}, nil
 }
 
-func (m *mappedFile) Name() string { return m.name }
-func (m *mappedFile) Size() int64  { return int64(len(m.data)) }
+func (m *mappedFile) Name() string  { return m.name }
+func (m *mappedFile) Size() int64   { return int64(len(m.data)) }
+func (m *mappedFile) stored() int64 { return int64(len(m.data)) }
 
 func (m *mappedFile) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
@@ -97,8 +96,9 @@ type bytesSource struct {
 	data []byte
 }
 
-func (b *bytesSource) Name() string { return b.name }
-func (b *bytesSource) Size() int64  { return int64(len(b.data)) }
+func (b *bytesSource) Name() string  { return b.name }
+func (b *bytesSource) Size() int64   { return int64(len(b.data)) }
+func (b *bytesSource) stored() int64 { return int64(len(b.data)) }
 func (b *bytesSource) ReadAt(p []byte, off int64) (int, error) {
 	m := mappedFile{name: b.name, data: b.data}
 	return m.ReadAt(p, off)
@@ -123,4 +123,28 @@ func readFull(s source, p []byte, off int64) error {
 		err = io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// loadRegion returns the n bytes at off that a header says hold a table
+// (a bitmap, notes, program headers), as a view of the mapped file when it
+// can. n is checked against the view's size and against what the file
+// really stores before anything is allocated: a flattened stream can place
+// a record at 2^62 and so claim a table of terabytes in a file of 8 KB.
+// fieldOff is the offset of the header field that gave off and n.
+func loadRegion(src source, off int64, n uint64, what string, fieldOff int64) ([]byte, error) {
+	name := src.Name()
+	if off < 0 || off > src.Size() || n > uint64(src.Size()-off) {
+		return nil, formatErr(name, fieldOff, "%s at 0x%x (%d bytes) runs past the end of the file (%d bytes)", what, off, n, src.Size())
+	}
+	if n > uint64(src.stored()) {
+		return nil, formatErr(name, fieldOff, "%s of %d bytes is larger than the %d bytes the file holds", what, n, src.stored())
+	}
+	if v, ok := src.view(off, int(n)); ok {
+		return v, nil
+	}
+	buf := make([]byte, n)
+	if err := readFull(src, buf, off); err != nil {
+		return nil, formatErr(name, off, "%s: %v", what, err)
+	}
+	return buf, nil
 }

@@ -79,6 +79,9 @@ func (s *synthKdump) bytes() []byte {
 	out := make([]byte, dataOff)
 	// header
 	copy(out, KDUMP_SIGNATURE)
+	if s.oneBitmap {
+		copy(out, DISKDUMP_SIGNATURE) // only the old diskdump wrote one bitmap
+	}
 	le.PutUint32(out[8:], uint32(s.version))
 	copy(out[12+65*2:], "6.1.0-synthetic")
 	copy(out[12+65*4:], "x86_64")

@@ -50,6 +50,19 @@ func (v *VMCOREINFO) Number(name string) (int64, bool) {
 	return n, ok
 }
 
+// VMCOREINFOError is a malformed value for a key whose type is known.
+type VMCOREINFOError struct {
+	Offset     int // of the line in the text
+	Key, Value string
+	Err        error
+}
+
+func (e *VMCOREINFOError) Error() string {
+	return fmt.Sprintf("VMCOREINFO: offset %d: %s=%q: %v", e.Offset, e.Key, e.Value, e.Err)
+}
+
+func (e *VMCOREINFOError) Unwrap() error { return e.Err }
+
 // ParseVMCOREINFO parses the text of a VMCOREINFO note. Lines it cannot
 // understand are kept raw; only a value that is malformed for a key whose
 // type is known is an error, reported with its byte offset in the text.
@@ -94,7 +107,7 @@ func ParseVMCOREINFO(data []byte) (*VMCOREINFO, error) {
 		}
 		v.Values[key] = val
 		if err := v.apply(key, val); err != nil {
-			return nil, fmt.Errorf("VMCOREINFO: offset %d: %s=%q: %w", lineOff, key, val, err)
+			return nil, &VMCOREINFOError{Offset: lineOff, Key: key, Value: val, Err: err}
 		}
 	}
 	return v, nil

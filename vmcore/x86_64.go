@@ -367,7 +367,14 @@ func (k *Kernel) SetDirectMap(base uint64) error {
 		return fmt.Errorf("direct map base 0x%x: 0x%x translates to 0x%x, not 0x%x", base, probe, t.Phys, k.root)
 	}
 	k.directBase = base
-	k.directSize = k.dump.MaxPFN() * k.dump.PageSize()
+	// The direct map spans at most 2^MAX_PHYSMEM_BITS bytes (46 with
+	// 4-level paging, 52 with 5); past it lie vmalloc and vmemmap, which
+	// only the page tables translate, whatever size the dump claims.
+	limit := uint64(1) << 46
+	if k.levels == 5 {
+		limit = 1 << maxPhysAddrBits
+	}
+	k.directSize = min(k.dump.MaxPFN(), limit/k.dump.PageSize()) * k.dump.PageSize()
 	return nil
 }
 
