@@ -40,7 +40,7 @@ type Session struct {
 	xferKey  string
 	xferData []byte
 	done     bool
-	stats  Stats
+	stats    Stats
 	// onEnd, if set, gets the counters once, as the session ends: before
 	// the reply to a detach or kill, since a client may kill the server
 	// process (a stdio pipe) as soon as it has that reply.
