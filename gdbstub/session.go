@@ -183,8 +183,12 @@ const (
 
 func (s *Session) stopReply() []byte { return s.stopReplySignal(sigTRAP, s.t.StopThread()) }
 
+// stopReplySignal reports a stop in tid, which also becomes the thread
+// g, p and m read: a client takes the stopped thread as the current one
+// and reads its registers without sending Hg first (gdb does).
 func (s *Session) stopReplySignal(sig int, tid ThreadID) []byte {
 	s.stopped = tid
+	s.thread = tid
 	r := fmt.Sprintf("T%02xthread:%x;", sig, uint64(tid))
 	if d, ok := s.t.(ThreadDescriber); ok {
 		if core, ok := d.ThreadCore(tid); ok {
@@ -270,7 +274,14 @@ func (s *Session) handle(pkt []byte) (reply []byte, noReply bool) {
 	case strings.HasPrefix(p, "M"), strings.HasPrefix(p, "X"), strings.HasPrefix(p, "G"), strings.HasPrefix(p, "P"):
 		s.logf("refused write %.20q: %v", p, ErrReadOnly)
 		return errReply(1), false
+	case strings.HasPrefix(p, "Z0,"), strings.HasPrefix(p, "Z1,"), strings.HasPrefix(p, "z0,"), strings.HasPrefix(p, "z1,"):
+		// A breakpoint in a target that never runs is never hit, so
+		// planting one is harmless: finish, until and advance then reach
+		// the resume and are told why nothing runs, rather than failing
+		// with "Cannot access memory" at an address that is readable.
+		return []byte("OK"), false
 	case strings.HasPrefix(p, "Z"), strings.HasPrefix(p, "z"):
+		// Watchpoints: refused, gdb says it could not insert one.
 		return errReply(1), false
 	case p == "vCont?":
 		return []byte("vCont;c;C;s;S"), false

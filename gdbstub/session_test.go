@@ -157,7 +157,11 @@ func TestPackets(t *testing.T) {
 		{"m0,4", "E14"},
 		{"M1000,1:00", "E01"},
 		{"X1000,0:", "E01"},
-		{"Z0,1000,1", "E01"},
+		{"Z0,1000,1", "OK"},
+		{"z0,1000,1", "OK"},
+		{"Z1,1000,1", "OK"},
+		{"Z2,1000,8", "E01"},
+		{"Z4,1000,8", "E01"},
 		{"qThreadExtraInfo,1", hex.EncodeToString([]byte("pid 1"))},
 		{"qOffsets", ""},
 		{"qRcmd,68656c70", ""},
@@ -506,8 +510,23 @@ func TestResumeRefused(t *testing.T) {
 			t.Errorf("%s: after the resume qC = %q", tc.in, got)
 		}
 	}
-	// vCont? does not offer what is refused anyway.
+	// A stop makes its thread the one registers are read from, as the
+	// client assumes: after Hg1 and a continue that stops in thread 7, g
+	// gives thread 7's registers.
 	c, _ := newClient(t)
+	for _, p := range []string{"Hg1", "g"} {
+		c.cmd(p)
+	}
+	c.raw(string(frame(nil, []byte("vCont;c"))))
+	c.recv()
+	if got := c.recv(); got != "T02thread:7;core:1;" {
+		t.Fatalf("continue: %q", got)
+	}
+	if got := c.cmd("g"); got != "0700000000000000xxxxxxxx" {
+		t.Fatalf("g after a stop in thread 7: %q", got)
+	}
+	// vCont? does not offer what is refused anyway.
+	c, _ = newClient(t)
 	if got := c.cmd("vCont?"); got != "vCont;c;C;s;S" {
 		t.Errorf("vCont? = %q", got)
 	}
