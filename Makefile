@@ -12,7 +12,7 @@ FUZZ_TARGETS := \
 	./symbols:FuzzBTF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
 	./unwind:FuzzORC ./unwind:FuzzCFI
 
-.PHONY: all build sample fixtures test race unit fuzz-smoke fuzz bench clean
+.PHONY: all build sample fixtures dap-adapter test race unit fuzz-smoke fuzz bench clean
 
 all: build
 
@@ -35,12 +35,17 @@ fixtures:
 	  echo "fixtures: attempt $$try failed; retrying what is missing" >&2; \
 	done; exit 1
 
+# The IDE debug adapter the DAP test drives (cdt-gdb-adapter from npm),
+# cached beside the fixtures (testdata/dap/adapter.sh).
+dap-adapter:
+	@bash testdata/dap/adapter.sh >/dev/null
+
 # Tests where goroutines meet, again under the race detector: the
 # protocol server, the kernel model, and the server binary (built with
 # -race) under several clients at once.
 RACE_CMD_TESTS := TestGDBTwoClients|TestGDBMonitor|TestGDBMI
 
-test: fixtures
+test: fixtures dap-adapter
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) race

@@ -27,9 +27,20 @@ type Session struct {
 	last   []byte // last packet sent, for NAK resends
 	out    []byte
 	thread ThreadID // selected by Hg for g, p, m
-	xfer   map[string][]byte
-	done   bool
-	stats  Stats
+	cont   ThreadID // selected by Hc for c and s; 0 for any
+	// stopped is the thread the last stop reply named.
+	stopped ThreadID
+	// resumed is set while the last packet answered was a refused
+	// resume: its stop reply is on the wire, so an interrupt sent while
+	// the client waited for it needs no second one.
+	resumed bool
+	// xferKey and xferData hold the one qXfer object being read in
+	// chunks; a client reads one object at a time, so one entry is all a
+	// cache needs, and a new annex per packet cannot grow it.
+	xferKey  string
+	xferData []byte
+	done     bool
+	stats    Stats
 	// onEnd, if set, gets the counters once, as the session ends: before
 	// the reply to a detach or kill, since a client may kill the server
 	// process (a stdio pipe) as soon as it has that reply.
@@ -58,7 +69,8 @@ func (s *Session) Stats() Stats { return s.stats }
 
 // NewSession serves one client over rw.
 func NewSession(t Target, rw io.ReadWriter, log Logger) *Session {
-	return &Session{t: t, rw: rw, rd: newReader(rw), log: log, ack: true, thread: t.StopThread(), xfer: map[string][]byte{}}
+	stop := t.StopThread()
+	return &Session{t: t, rw: rw, rd: newReader(rw), log: log, ack: true, thread: stop, stopped: stop}
 }
 
 func (s *Session) logf(format string, args ...any) {
@@ -104,7 +116,16 @@ func (s *Session) Serve() error {
 			}
 			continue
 		case evInterrupt:
-			if err := s.send(s.stopReply()); err != nil {
+			// The target never runs, so an interrupt is answered at
+			// once: the client gets the stop it asked for. After a
+			// refused resume the client already has its stop reply
+			// (gdb sends 0x03 only while it waits for one); a second
+			// would be read as the answer to its next packet.
+			if s.resumed {
+				s.resumed = false
+				continue
+			}
+			if err := s.send(s.stopReplySignal(sigINT, s.stopped)); err != nil {
 				return err
 			}
 			continue
@@ -115,6 +136,7 @@ func (s *Session) Serve() error {
 			}
 		}
 		start := time.Now()
+		s.resumed = false
 		reply, noReply := s.handle(pkt)
 		s.stats.Packets++
 		s.stats.Busy += time.Since(start)
@@ -150,9 +172,24 @@ func (s *Session) console(text string) {
 	s.send([]byte("O" + hex.EncodeToString([]byte(text))))
 }
 
-func (s *Session) stopReply() []byte {
-	tid := s.t.StopThread()
-	r := fmt.Sprintf("T05thread:%x;", uint64(tid))
+// Signals of stop replies: SIGTRAP for the crash itself (what `?`
+// reports), SIGINT for a refused resume or an interrupt. gdb takes a
+// SIGTRAP at an unchanged pc after a step as "not there yet" and steps
+// again, forever; a SIGINT ends step, next, finish and continue at once.
+const (
+	sigINT  = 2
+	sigTRAP = 5
+)
+
+func (s *Session) stopReply() []byte { return s.stopReplySignal(sigTRAP, s.t.StopThread()) }
+
+// stopReplySignal reports a stop in tid, which also becomes the thread
+// g, p and m read: a client takes the stopped thread as the current one
+// and reads its registers without sending Hg first (gdb does).
+func (s *Session) stopReplySignal(sig int, tid ThreadID) []byte {
+	s.stopped = tid
+	s.thread = tid
+	r := fmt.Sprintf("T%02xthread:%x;", sig, uint64(tid))
 	if d, ok := s.t.(ThreadDescriber); ok {
 		if core, ok := d.ThreadCore(tid); ok {
 			r += fmt.Sprintf("core:%x;", core)
@@ -237,15 +274,22 @@ func (s *Session) handle(pkt []byte) (reply []byte, noReply bool) {
 	case strings.HasPrefix(p, "M"), strings.HasPrefix(p, "X"), strings.HasPrefix(p, "G"), strings.HasPrefix(p, "P"):
 		s.logf("refused write %.20q: %v", p, ErrReadOnly)
 		return errReply(1), false
+	case strings.HasPrefix(p, "Z0,"), strings.HasPrefix(p, "Z1,"), strings.HasPrefix(p, "z0,"), strings.HasPrefix(p, "z1,"):
+		// A breakpoint in a target that never runs is never hit, so
+		// planting one is harmless: finish, until and advance then reach
+		// the resume and are told why nothing runs, rather than failing
+		// with "Cannot access memory" at an address that is readable.
+		return []byte("OK"), false
 	case strings.HasPrefix(p, "Z"), strings.HasPrefix(p, "z"):
+		// Watchpoints: refused, gdb says it could not insert one.
 		return errReply(1), false
 	case p == "vCont?":
 		return []byte("vCont;c;C;s;S"), false
-	case strings.HasPrefix(p, "vCont;"), p == "c", p == "s", strings.HasPrefix(p, "c"), strings.HasPrefix(p, "s"),
-		strings.HasPrefix(p, "C"), strings.HasPrefix(p, "S"):
-		// Nothing can run: report the same stop at once, and say why.
+	case isResume(p):
+		// Nothing can run: say why, and stop at once where it was.
 		s.console("vmcore-gdbserver: the target is a crash dump; it cannot run or step.\n")
-		return s.stopReply(), false
+		s.resumed = true
+		return s.stopReplySignal(sigINT, s.resumeThread(p)), false
 	case p == "D" || strings.HasPrefix(p, "D;"):
 		s.done = true
 		return []byte("OK"), false
@@ -301,12 +345,19 @@ func (s *Session) setThread(p string) []byte {
 		return errReply(1)
 	}
 	if tid == 0 {
+		if p[1] == 'c' { // Hc0, Hc-1: resume any or all
+			s.cont = 0
+			return []byte("OK")
+		}
 		tid = s.t.StopThread()
 	} else if !s.t.HasThread(tid) {
 		return errReply(1)
 	}
-	if p[1] == 'g' {
+	switch p[1] {
+	case 'g':
 		s.thread = tid
+	case 'c':
+		s.cont = tid
 	}
 	return []byte("OK")
 }
@@ -394,13 +445,14 @@ func (s *Session) qxfer(p string) []byte {
 		return errReply(0)
 	}
 	key := object + ":" + annex
-	data, ok := s.xfer[key]
-	if !ok || off == 0 {
-		data, ok = s.xferData(object, annex)
+	data := s.xferData
+	if key != s.xferKey || off == 0 || data == nil {
+		var ok bool
+		data, ok = s.xferObject(object, annex)
 		if !ok {
 			return nil
 		}
-		s.xfer[key] = data
+		s.xferKey, s.xferData = key, data
 	}
 	if off >= uint64(len(data)) {
 		return []byte("l")
@@ -414,7 +466,7 @@ func (s *Session) qxfer(p string) []byte {
 	return append([]byte{kind}, data[off:end]...)
 }
 
-func (s *Session) xferData(object, annex string) ([]byte, bool) {
+func (s *Session) xferObject(object, annex string) ([]byte, bool) {
 	switch object {
 	case "features":
 		if d, ok := s.t.(TargetDescriber); ok {
@@ -485,14 +537,15 @@ func xmlEscape(b *bytes.Buffer, s string) {
 type monitorWriter struct{ s *Session }
 
 func (w monitorWriter) Write(p []byte) (int, error) {
-	for len(p) > 0 {
-		n := min(len(p), MaxPacketSize/2-16)
-		if err := w.s.send([]byte("O" + hex.EncodeToString(p[:n]))); err != nil {
-			return 0, err
+	done := 0
+	for done < len(p) {
+		n := min(len(p)-done, MaxPacketSize/2-16)
+		if err := w.s.send([]byte("O" + hex.EncodeToString(p[done:done+n]))); err != nil {
+			return done, err
 		}
-		p = p[n:]
+		done += n
 	}
-	return 0, nil
+	return done, nil
 }
 
 func (s *Session) monitor(arg string) []byte {
@@ -508,4 +561,41 @@ func (s *Session) monitor(arg string) []byte {
 		monitorWriter{s}.Write([]byte(err.Error() + "\n"))
 	}
 	return []byte("OK")
+}
+
+// isResume reports whether p asks the target to run: continue and step
+// (c, s, C, S, with an address or signal), vCont with any action
+// (c, C, s, S, t, r range stepping), reverse execution (bc, bs) and
+// the old cycle-step packets (i, I).
+func isResume(p string) bool {
+	if p == "" {
+		return false
+	}
+	switch p[0] {
+	case 'c', 's', 'C', 'S', 'i', 'I':
+		return true
+	}
+	return strings.HasPrefix(p, "vCont;") || p == "bc" || p == "bs"
+}
+
+// resumeThread is the thread a refused resume stops in: the first one
+// the client named (vCont;s:TID, or Hc for c and s), so that stepping a
+// thread leaves the client on it; else the thread of the crash.
+func (s *Session) resumeThread(p string) ThreadID {
+	if rest, ok := strings.CutPrefix(p, "vCont;"); ok {
+		for _, action := range strings.Split(rest, ";") {
+			_, id, ok := strings.Cut(action, ":")
+			if !ok {
+				continue
+			}
+			if tid, err := parseThreadID(id); err == nil && tid != 0 && s.t.HasThread(tid) {
+				return tid
+			}
+		}
+		return s.t.StopThread()
+	}
+	if s.cont != 0 && s.t.HasThread(s.cont) {
+		return s.cont
+	}
+	return s.t.StopThread()
 }

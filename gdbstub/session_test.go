@@ -57,7 +57,9 @@ type client struct {
 // newClient connects a client to a new session over loopback TCP (a
 // synchronous net.Pipe would deadlock when both ends write at once, which
 // real sockets buffer).
-func newClient(t *testing.T) (*client, chan error) {
+func newClient(t *testing.T) (*client, chan error) { return newClientFor(t, fakeTarget{}) }
+
+func newClientFor(t *testing.T, target Target) (*client, chan error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +74,7 @@ func newClient(t *testing.T) (*client, chan error) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- NewSession(fakeTarget{}, b, nil).Serve(); b.Close() }()
+	go func() { done <- NewSession(target, b, nil).Serve(); b.Close() }()
 	t.Cleanup(func() { a.Close() })
 	return &client{t: t, c: a, r: bufio.NewReader(a), ack: true}, done
 }
@@ -155,7 +157,11 @@ func TestPackets(t *testing.T) {
 		{"m0,4", "E14"},
 		{"M1000,1:00", "E01"},
 		{"X1000,0:", "E01"},
-		{"Z0,1000,1", "E01"},
+		{"Z0,1000,1", "OK"},
+		{"z0,1000,1", "OK"},
+		{"Z1,1000,1", "OK"},
+		{"Z2,1000,8", "E01"},
+		{"Z4,1000,8", "E01"},
 		{"qThreadExtraInfo,1", hex.EncodeToString([]byte("pid 1"))},
 		{"qOffsets", ""},
 		{"qRcmd,68656c70", ""},
@@ -167,19 +173,6 @@ func TestPackets(t *testing.T) {
 		if got := c.cmd(tc.in); got != tc.want {
 			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
 		}
-	}
-	// Resuming is refused with console output, then the same stop.
-	c.raw(string(frame(nil, []byte("vCont;c"))))
-	if o := c.recv(); !strings.HasPrefix(o, "O") {
-		t.Fatalf("resume: %q, want an O packet", o)
-	}
-	if s := c.recv(); s != "T05thread:7;core:1;" {
-		t.Fatalf("resume stop reply %q", s)
-	}
-	// An interrupt byte gets a stop reply too.
-	c.raw("\x03")
-	if s := c.recv(); !strings.HasPrefix(s, "T05") {
-		t.Fatalf("interrupt: %q", s)
 	}
 }
 
@@ -454,5 +447,280 @@ func TestHundredClientsAndVanishing(t *testing.T) {
 	}
 	if g := runtime.NumGoroutine(); g > base+5 {
 		t.Fatalf("%d goroutines, %d before", g, base)
+	}
+}
+
+// Every packet that would run the target is refused at once: a console
+// line saying why, then a SIGINT stop (a SIGTRAP at the same pc makes gdb
+// step again forever) in the thread the client resumed.
+func TestResumeRefused(t *testing.T) {
+	for _, tc := range []struct {
+		setup []string // packets sent first
+		in    string
+		tid   string
+	}{
+		{nil, "c", "7"},
+		{nil, "c1000", "7"},
+		{nil, "s", "7"},
+		{nil, "s1000", "7"},
+		{nil, "C02", "7"},
+		{nil, "C0b;1000", "7"},
+		{nil, "S05", "7"},
+		{nil, "S05;1000", "7"},
+		{[]string{"Hc1"}, "s", "1"},
+		{[]string{"Hc1", "Hc-1"}, "c", "7"},
+		{[]string{"Hcp1.400001"}, "c", "400001"},
+		{nil, "vCont;c", "7"},
+		{nil, "vCont;s:1", "1"},
+		{nil, "vCont;s:p1.400001;c", "400001"},
+		{nil, "vCont;c:p1.-1", "7"},
+		{nil, "vCont;r1000,1010:1;c", "1"},
+		{nil, "vCont;C02:1", "1"},
+		{nil, "vCont;S05:400001;c:1", "400001"},
+		{nil, "vCont;s:99", "7"}, // no such thread: the crash's
+		{nil, "vCont;t", "7"},
+		{nil, "bc", "7"},
+		{nil, "bs", "7"},
+		{nil, "i", "7"},
+		{nil, "I", "7"},
+	} {
+		c, _ := newClient(t)
+		for _, p := range tc.setup {
+			if got := c.cmd(p); got != "OK" {
+				t.Fatalf("%s: %q", p, got)
+			}
+		}
+		start := time.Now()
+		c.raw(string(frame(nil, []byte(tc.in))))
+		o := c.recv()
+		msg, err := hex.DecodeString(strings.TrimPrefix(o, "O"))
+		if !strings.HasPrefix(o, "O") || err != nil || !strings.Contains(string(msg), "cannot run or step") {
+			t.Errorf("%v %s: %q, want a console line saying why", tc.setup, tc.in, o)
+			continue
+		}
+		want := fmt.Sprintf("T02thread:%s;core:%s;", tc.tid, map[string]string{"7": "1", "1": "1", "400001": "1"}[tc.tid])
+		if got := c.recv(); got != want {
+			t.Errorf("%v %s: stop reply %q, want %q", tc.setup, tc.in, got, want)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s took %v", tc.in, d)
+		}
+		// The session goes on.
+		if got := c.cmd("qC"); got != "QC7" {
+			t.Errorf("%s: after the resume qC = %q", tc.in, got)
+		}
+	}
+	// A stop makes its thread the one registers are read from, as the
+	// client assumes: after Hg1 and a continue that stops in thread 7, g
+	// gives thread 7's registers.
+	c, _ := newClient(t)
+	for _, p := range []string{"Hg1", "g"} {
+		c.cmd(p)
+	}
+	c.raw(string(frame(nil, []byte("vCont;c"))))
+	c.recv()
+	if got := c.recv(); got != "T02thread:7;core:1;" {
+		t.Fatalf("continue: %q", got)
+	}
+	if got := c.cmd("g"); got != "0700000000000000xxxxxxxx" {
+		t.Fatalf("g after a stop in thread 7: %q", got)
+	}
+	// vCont? does not offer what is refused anyway.
+	c, _ = newClient(t)
+	if got := c.cmd("vCont?"); got != "vCont;c;C;s;S" {
+		t.Errorf("vCont? = %q", got)
+	}
+}
+
+// An interrupt byte is answered with a stop reply, in ack and no-ack
+// mode, with no resume pending; one that follows a refused resume (the
+// client sent it while waiting for the stop it has already been sent)
+// gets no second stop, which the client would take for the answer to
+// its next packet.
+func TestInterrupt(t *testing.T) {
+	c, _ := newClient(t)
+	c.raw("\x03")
+	if got := c.recv(); got != "T02thread:7;core:1;" {
+		t.Fatalf("interrupt on a fresh session: %q", got)
+	}
+	if got := c.cmd("Hg1"); got != "OK" {
+		t.Fatal(got)
+	}
+	c.raw("\x03")
+	if got := c.recv(); got != "T02thread:7;core:1;" {
+		t.Fatalf("interrupt after a packet: %q", got)
+	}
+	// Resume thread 1, then interrupt: one stop only, for thread 1.
+	c.raw(string(frame(nil, []byte("vCont;s:1"))))
+	c.recv()
+	if got := c.recv(); got != "T02thread:1;core:1;" {
+		t.Fatalf("step of thread 1: %q", got)
+	}
+	c.raw("\x03")
+	if got := c.cmd("qC"); got != "QC7" {
+		t.Fatalf("after resume and interrupt, the next reply is %q, want qC's", got)
+	}
+	// A later interrupt names the thread of the last stop.
+	c.raw("\x03")
+	if got := c.recv(); got != "T02thread:1;core:1;" {
+		t.Fatalf("interrupt after the step: %q", got)
+	}
+	if got := c.cmd("QStartNoAckMode"); got != "OK" {
+		t.Fatal(got)
+	}
+	c.ack = false
+	c.raw("\x03")
+	if got := c.recv(); !strings.HasPrefix(got, "T02thread:") {
+		t.Fatalf("interrupt in no-ack mode: %q", got)
+	}
+	if got := c.cmd("qC"); got != "QC7" {
+		t.Fatalf("after the interrupt: %q", got)
+	}
+}
+
+// Detach ends the session at once, in ack and no-ack mode, while the
+// client keeps its end open; nothing after it is read.
+func TestDetachImmediate(t *testing.T) {
+	for _, noack := range []bool{false, true} {
+		for _, p := range []string{"D", "D;1", "vKill;1"} {
+			c, done := newClient(t)
+			if noack {
+				if got := c.cmd("QStartNoAckMode"); got != "OK" {
+					t.Fatal(got)
+				}
+				c.ack = false
+			}
+			start := time.Now()
+			c.raw(string(frame(nil, []byte(p))) + string(frame(nil, []byte("qC"))))
+			if got := c.recv(); got != "OK" {
+				t.Fatalf("%s: %q", p, got)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatalf("%s (no-ack %v) did not end the session", p, noack)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("%s took %v", p, d)
+			}
+			// The server closed its end: no reply to the qC after it.
+			c.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if b, err := c.r.ReadByte(); err == nil && b != '+' {
+				t.Errorf("%s: a byte %q after detach", p, b)
+			}
+		}
+	}
+}
+
+// bigTarget serves a 10 KB target description for every annex, as a
+// hostile client asking for a new annex per packet would need.
+type bigTarget struct{ fakeTarget }
+
+func (bigTarget) TargetXML(annex string) ([]byte, bool) {
+	return []byte(annex + strings.Repeat("<x/>", 2500)), true
+}
+
+// qXfer keeps no copy per annex: 20,000 packets each naming a new annex
+// (10 KB each, 200 MB if kept) leave the session's heap where it was,
+// and chunked reads of one object still join up.
+func TestQXferCacheBounded(t *testing.T) {
+	var in bytes.Buffer
+	const n = 20000
+	for i := 0; i < n; i++ {
+		in.Write(frame(nil, []byte(fmt.Sprintf("qXfer:features:read:a%d.xml:0,100", i))))
+	}
+	in.Write(frame(nil, []byte("qXfer:threads:read::0,10")))
+	s := NewSession(bigTarget{}, struct {
+		io.Reader
+		io.Writer
+	}{&in, io.Discard}, nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if err := s.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if s.stats.Packets != n+1 {
+		t.Fatalf("%d packets answered", s.stats.Packets)
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Fatalf("the session's heap grew by %d bytes over %d annexes", grew, n)
+	}
+	runtime.KeepAlive(s)
+
+	// Interleaved reads of two objects in chunks both come out whole.
+	c, _ := newClientFor(t, bigTarget{})
+	read := func(annex string, off int) string {
+		return c.cmd(fmt.Sprintf("qXfer:features:read:%s:%x,%x", annex, off, 4000))
+	}
+	want := map[string]string{}
+	got := map[string]string{}
+	for _, a := range []string{"one.xml", "two.xml"} {
+		x, _ := bigTarget{}.TargetXML(a)
+		want[a] = string(x)
+	}
+	for off := 0; off < 12000; off += 4000 {
+		for _, a := range []string{"one.xml", "two.xml"} {
+			r := read(a, off)
+			if r == "" || (r[0] != 'm' && r[0] != 'l') {
+				t.Fatalf("%s at %x: %q", a, off, r)
+			}
+			got[a] += r[1:]
+		}
+	}
+	for a := range want {
+		if got[a] != want[a] {
+			t.Errorf("%s read in chunks differs (%d bytes, want %d)", a, len(got[a]), len(want[a]))
+		}
+	}
+}
+
+// monitorTarget writes through fmt as monitor commands do: every Write
+// must report all of p, or fmt fails with "short write".
+type monitorTarget struct{ fakeTarget }
+
+func (monitorTarget) Monitor(cmd string, out io.Writer) error {
+	text := "help text\n"
+	if cmd == "big" {
+		text = strings.Repeat("0123456789abcdef", MaxPacketSize/16) // several O packets
+	}
+	n, err := fmt.Fprint(out, text)
+	if err != nil {
+		return err
+	}
+	if n != len(text) {
+		return fmt.Errorf("wrote %d of %d", n, len(text))
+	}
+	return nil
+}
+
+func TestMonitorOutput(t *testing.T) {
+	c, _ := newClientFor(t, monitorTarget{})
+	for _, cmd := range []string{"help", "", "big"} {
+		c.raw(string(frame(nil, []byte("qRcmd,"+hex.EncodeToString([]byte(cmd))))))
+		var out strings.Builder
+		for {
+			r := c.recv()
+			if r == "OK" {
+				break
+			}
+			b, err := hex.DecodeString(strings.TrimPrefix(r, "O"))
+			if !strings.HasPrefix(r, "O") || err != nil {
+				t.Fatalf("monitor %q: %q", cmd, r)
+			}
+			out.Write(b)
+		}
+		w := "help text\n"
+		if cmd == "big" {
+			w = strings.Repeat("0123456789abcdef", MaxPacketSize/16)
+		}
+		if out.String() != w {
+			t.Errorf("monitor %q printed %d bytes %.40q, want %d bytes", cmd, out.Len(), out.String(), len(w))
+		}
 	}
 }
