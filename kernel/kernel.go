@@ -165,12 +165,12 @@ func LoadFromDump(d *vmcore.Dump) (*Kernel, error) {
 	mem := dumpMem{vm}
 	ks, err := symbols.LoadKallsyms(mem, info.Symbols)
 	if err != nil {
-		return nil, fmt.Errorf("no vmlinux given and %w", err)
+		return nil, fmt.Errorf("%s: no vmlinux given and %w", strings.Join(d.Files(), ", "), err)
 	}
 	start, err1 := ks.Address("__start_BTF")
 	stop, err2 := ks.Address("__stop_BTF")
 	if err1 != nil || err2 != nil || stop <= start || stop-start > 1<<28 {
-		return nil, errors.New("no vmlinux given and the dumped kernel has no BTF (__start_BTF/__stop_BTF): give the vmlinux")
+		return nil, fmt.Errorf("%s: no vmlinux given and the dumped kernel has no BTF (__start_BTF/__stop_BTF): give the vmlinux", strings.Join(d.Files(), ", "))
 	}
 	raw := make([]byte, stop-start)
 	if err := mem.Read(raw, start); err != nil {

@@ -20,12 +20,14 @@ var ErrNoSymbol = errors.New("no such symbol")
 // Vmlinux is an opened kernel image (the debug vmlinux, or any ELF build
 // of it with a symbol table).
 type Vmlinux struct {
-	path string
-	file *os.File
-	size int64 // of the file, bounding every section read from it
-	elf  *elf.File
-	syms map[string]elf.Symbol
-	btf  *BTF
+	path    string
+	file    *os.File
+	size    int64 // of the file, bounding every section read from it
+	elf     *elf.File
+	syms    map[string]elf.Symbol
+	btf     *BTF
+	btfErr  error
+	btfOnce sync.Once
 
 	sortOnce sync.Once
 	symtab   []elf.Symbol // in file order, until sorted is built
@@ -104,9 +106,11 @@ func (v *Vmlinux) Address(name string, kaslrOffset uint64) (uint64, error) {
 
 // BTF returns the kernel's type information from the .BTF section.
 func (v *Vmlinux) BTF() (*BTF, error) {
-	if v.btf != nil {
-		return v.btf, nil
-	}
+	v.btfOnce.Do(func() { v.btf, v.btfErr = v.loadBTF() })
+	return v.btf, v.btfErr
+}
+
+func (v *Vmlinux) loadBTF() (*BTF, error) {
 	sec := v.elf.Section(".BTF")
 	if sec == nil {
 		return nil, fmt.Errorf("%s: no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF)", v.path)
@@ -119,7 +123,6 @@ func (v *Vmlinux) BTF() (*BTF, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: .BTF section at offset 0x%x: %w", v.path, sec.Offset, err)
 	}
-	v.btf = b
 	return b, nil
 }
 
