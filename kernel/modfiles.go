@@ -31,6 +31,9 @@ type ModuleFiles struct {
 	// MaxSize bounds a decompressed module (DefaultMaxModuleSize if 0):
 	// a real one is a few MB, a crafted one could be many GB.
 	MaxSize int64
+	// NoDecompress makes Find return a compressed file as it is found,
+	// for listings that outlive the process (the `mod` command).
+	NoDecompress bool
 
 	once  sync.Once
 	index map[string]string // normalized module name -> path
@@ -103,6 +106,7 @@ func (f *ModuleFiles) Find(module string) (string, error) {
 		return "", fmt.Errorf("no %s.ko in %s", module, strings.Join(f.Dirs, ", "))
 	}
 	switch {
+	case f.NoDecompress:
 	case strings.HasSuffix(path, ".ko.zst"), strings.HasSuffix(path, ".ko.xz"):
 		return f.decompress(path)
 	}
