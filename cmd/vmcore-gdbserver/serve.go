@@ -172,6 +172,12 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// A wrong --unix is reported at once, not after a long load.
+	if o.unixPath != "" && !o.stdio {
+		if err := checkUnixPath(o.unixPath); err != nil {
+			return err
+		}
+	}
 	var target gdbstub.Target
 	var kt *kernelTarget
 	if o.stdio {
@@ -225,13 +231,14 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	}
 	var l net.Listener
 	var where, remote string
-	if o.unixPath != "" {
+	switch {
+	case o.unixPath != "":
 		var err error
 		if l, err = listenUnix(o.unixPath); err != nil {
 			return err
 		}
 		where, remote = o.unixPath, o.unixPath
-	} else {
+	default:
 		var err error
 		l, err = net.Listen("tcp", o.listen)
 		if err != nil {
@@ -245,10 +252,9 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	}
 	defer l.Close()
 	go func() {
-		if sig, ok := <-sigs; ok {
-			logger.Printf("%v: stopping", sig)
-			l.Close()
-		}
+		sig := <-sigs
+		logger.Printf("%v: stopping", sig)
+		l.Close()
 	}()
 	fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s, %d threads, serving on %s; connect with: gdb %s -ex %s\n",
 		kt.k.Info.OSRelease, len(kt.threads), strings.ReplaceAll(where, "\n", "\\n"), shellQuote(vmlinux), shellQuote("target remote "+remote))
@@ -260,25 +266,8 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 // accepts on any more), which is replaced: --unix never deletes a dump
 // or any other file given by mistake, nor takes over a live server.
 func listenUnix(path string) (net.Listener, error) {
-	st, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("--unix %s: %w", path, err)
-	case st.Mode()&fs.ModeSocket == 0:
-		return nil, fmt.Errorf("--unix %s: exists and is not a socket (%s); not replacing it", path, fileKind(st.Mode()))
-	default:
-		c, err := net.DialTimeout("unix", path, 2*time.Second)
-		if err == nil {
-			c.Close()
-			return nil, fmt.Errorf("--unix %s: another server is listening on this socket", path)
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("--unix %s: cannot tell whether the socket is stale: %w", path, err)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("--unix %s: removing the stale socket: %w", path, err)
-		}
+	if err := checkUnixPath(path); err != nil {
+		return nil, err
 	}
 	// The umask makes the socket 0600 from the start: no window in which
 	// another user could connect.
@@ -293,6 +282,32 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("--unix %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// checkUnixPath accepts a path where nothing is, or a stale socket, which
+// it removes.
+func checkUnixPath(path string) error {
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("--unix %s: %w", path, err)
+	case st.Mode()&fs.ModeSocket == 0:
+		return fmt.Errorf("--unix %s: exists and is not a socket (%s); not replacing it", path, fileKind(st.Mode()))
+	default:
+		c, err := net.DialTimeout("unix", path, 2*time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("--unix %s: another server is listening on this socket", path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("--unix %s: cannot tell whether the socket is stale: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("--unix %s: removing the stale socket: %w", path, err)
+		}
+	}
+	return nil
 }
 
 func fileKind(m fs.FileMode) string {
