@@ -64,9 +64,12 @@ func TestGDBWrapperHostileNames(t *testing.T) {
 	dir := t.TempDir()
 	tmp := filepath.Join(dir, "tmp")
 	os.Mkdir(tmp, 0o700)
-	vmlinux := filepath.Join(dir, "vm linux 'q\" \t\\ $(touch pwned-vmlinux) `touch pwned-vmlinux2`\n; touch pwned-vmlinux3")
-	dump := filepath.Join(dir, "vmcore\n touch pwned-newline\n;touch pwned-semi; $(touch pwned-subst) `touch pwned-tick` ' ; touch pwned-squote ; ' \" ; touch pwned-dquote ; \" \ttab $HOME")
-	mods := filepath.Join(dir, "mods $(touch pwned-mods) '\n")
+	// A newline and a tab alone (no character the old quoting knew) ran
+	// `touch pwned-newline` through gdb's sh -c; the other names hold
+	// every other construct a shell acts on.
+	dump := filepath.Join(dir, "vmcore\ntouch\tpwned-newline\n")
+	vmlinux := filepath.Join(dir, "vm linux 'q\" \t\\ $(touch pwned-vmlinux) `touch pwned-vmlinux2`\n; touch pwned-vmlinux3 $HOME")
+	mods := filepath.Join(dir, "mods $(touch pwned-mods) ';touch\tpwned-mods2;' \" ; touch pwned-mods3 ; \"\n")
 	if err := os.Symlink(f.vmlinux(t), vmlinux); err != nil {
 		t.Fatal(err)
 	}
@@ -428,5 +431,16 @@ func TestInfoImplausibleNrCPUs(t *testing.T) {
 	out, _, _ = runCLI(t, "info", "--json", bad)
 	if err := json.Unmarshal(out, &js); err != nil || js.CPUs != len(orig.PRStatusPIDs) {
 		t.Errorf("--json cpus %d (%v), want %d", js.CPUs, err, len(orig.PRStatusPIDs))
+	}
+}
+
+// shellQuote's words reach a real POSIX shell as exactly one argument,
+// unchanged (the `connect with:` line is pasted into shells).
+func TestShellQuote(t *testing.T) {
+	for _, s := range []string{"plain", "", "a b", "new\nline", "tab\there", "it's", `"dq"`, "$(touch x)", "`x`", "a;b", "back\\slash", "~user", "*?[]", "!x", "-n"} {
+		out, err := exec.Command("sh", "-c", "printf '%s' "+shellQuote(s)).Output()
+		if err != nil || string(out) != s {
+			t.Errorf("shellQuote(%q) = %s: the shell printed %q (%v)", s, shellQuote(s), out, err)
+		}
 	}
 }
