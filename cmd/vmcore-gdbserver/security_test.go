@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -442,5 +444,29 @@ func TestShellQuote(t *testing.T) {
 		if err != nil || string(out) != s {
 			t.Errorf("shellQuote(%q) = %s: the shell printed %q (%v)", s, shellQuote(s), out, err)
 		}
+	}
+}
+
+// Errors from below that name no file get the files; ones that do are
+// left alone, and the cause stays matchable.
+func TestWithFiles(t *testing.T) {
+	cause := errors.New("the dump carries no VMCOREINFO")
+	for _, c := range []struct {
+		err   error
+		files []string
+		want  string
+	}{
+		{cause, []string{"/d/vmcore"}, "/d/vmcore: the dump carries no VMCOREINFO"},
+		{cause, []string{"/d/vmcore.1", "/d/vmcore.2"}, "/d/vmcore.1, /d/vmcore.2: the dump carries no VMCOREINFO"},
+		{fmt.Errorf("/d/vmcore: offset 0x10: %w", cause), []string{"/d/vmcore"}, "/d/vmcore: offset 0x10: the dump carries no VMCOREINFO"},
+		{cause, []string{"", "/d/vmcore"}, "/d/vmcore: the dump carries no VMCOREINFO"},
+	} {
+		got := withFiles(c.err, c.files...)
+		if got.Error() != c.want || !errors.Is(got, cause) {
+			t.Errorf("withFiles(%q, %q) = %q", c.err, c.files, got)
+		}
+	}
+	if withFiles(nil, "x") != nil {
+		t.Error("withFiles(nil) is not nil")
 	}
 }

@@ -62,7 +62,7 @@ func openKernel(vmlinux string, dumps []string) (*kernel.Kernel, func(), error) 
 		k, err := kernel.LoadFromDump(d)
 		if err != nil {
 			d.Close()
-			return nil, nil, err
+			return nil, nil, withFiles(err, dumps...)
 		}
 		return k, func() { d.Close() }, nil
 	}
@@ -75,7 +75,7 @@ func openKernel(vmlinux string, dumps []string) (*kernel.Kernel, func(), error) 
 	if err != nil {
 		d.Close()
 		v.Close()
-		return nil, nil, err
+		return nil, nil, withFiles(err, append([]string{vmlinux}, dumps...)...)
 	}
 	return k, func() { d.Close(); v.Close() }, nil
 }
@@ -152,7 +152,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		kt, err := newKernelTarget(k, filter, exe)
 		if err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, withFiles(err, dumps...)
 		}
 		kt.vmlinux, kt.dumps = vmlinux, dumps
 		modFiles.Dirs = o.modDirs
@@ -404,7 +404,7 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	info, err := d.VMCOREINFO()
 	d.Close()
 	if err != nil {
-		return fmt.Errorf("%s: %w", strings.Join(dumps, ", "), err)
+		return withFiles(err, dumps...)
 	}
 	self, err := os.Executable()
 	if err != nil {
