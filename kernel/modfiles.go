@@ -2,28 +2,63 @@ package kernel
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 )
 
 // ModuleFiles finds the .ko of loaded modules in directories (searched
 // recursively, in order): plain, .ko.xz or .ko.zst, and separate debug
-// files. Compressed ones are decompressed into CacheDir, since gdb needs a
-// file it can open.
+// files. Compressed ones are decompressed for gdb, which needs a file it
+// can open: into a private directory made for this ModuleFiles (mode 0700,
+// removed by Close), or into CacheDir if set, which must be a directory
+// owned by this user that nobody else can write.
 type ModuleFiles struct {
 	Dirs     []string
 	CacheDir string
+	// MaxSize bounds a decompressed module (DefaultMaxModuleSize if 0):
+	// a real one is a few MB, a crafted one could be many GB.
+	MaxSize int64
+	// NoDecompress makes Find return a compressed file as it is found,
+	// for listings that outlive the process (the `mod` command).
+	NoDecompress bool
 
 	once  sync.Once
 	index map[string]string // normalized module name -> path
+
+	mu      sync.Mutex
+	dir     string // where decompressed files go, once chosen
+	ownDir  bool   // dir was made here and is removed by Close
+	closed  bool
+	decomps map[string]*decompJob // by content hash and file name
+}
+
+// DefaultMaxModuleSize is far above any real module (the largest Debian
+// ships are tens of MB with debug info).
+const DefaultMaxModuleSize = 256 << 20
+
+// ErrModuleTooLarge reports a compressed module that expands past MaxSize.
+var ErrModuleTooLarge = errors.New("decompressed module exceeds the size cap")
+
+// ErrUnsafeCacheDir reports a CacheDir another user could plant files in.
+var ErrUnsafeCacheDir = errors.New("unsafe module cache directory")
+
+type decompJob struct {
+	done chan struct{}
+	path string
+	err  error
 }
 
 // DefaultModuleDirs are where Debian puts module debug files and modules.
@@ -44,12 +79,19 @@ func (f *ModuleFiles) build() {
 			}
 			name := d.Name()
 			for _, ext := range []string{".ko", ".ko.debug", ".ko.xz", ".ko.zst"} {
-				if strings.HasSuffix(name, ext) {
-					mod := normalizeModName(strings.TrimSuffix(name, ext))
-					if _, seen := f.index[mod]; !seen { // earlier dirs win
-						f.index[mod] = path
-					}
+				if !strings.HasSuffix(name, ext) {
+					continue
 				}
+				mod := normalizeModName(strings.TrimSuffix(name, ext))
+				if _, seen := f.index[mod]; seen { // earlier dirs win
+					continue
+				}
+				// Only regular files (a symlink to one is fine): opening
+				// a FIFO or a device would hang or read forever.
+				if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+					continue
+				}
+				f.index[mod] = path
 			}
 			return nil
 		})
@@ -64,52 +106,302 @@ func (f *ModuleFiles) Find(module string) (string, error) {
 		return "", fmt.Errorf("no %s.ko in %s", module, strings.Join(f.Dirs, ", "))
 	}
 	switch {
+	case f.NoDecompress:
 	case strings.HasSuffix(path, ".ko.zst"), strings.HasSuffix(path, ".ko.xz"):
 		return f.decompress(path)
 	}
 	return path, nil
 }
 
-func (f *ModuleFiles) decompress(path string) (string, error) {
-	dir := f.CacheDir
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "vmcore-gdbserver-modules")
+// Close removes the private directory of decompressed modules, if this
+// ModuleFiles made one. Files in a caller's CacheDir stay.
+func (f *ModuleFiles) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	if f.ownDir && f.dir != "" {
+		err := os.RemoveAll(f.dir)
+		f.dir, f.ownDir = "", false
+		return err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	return nil
+}
+
+func (f *ModuleFiles) maxSize() int64 {
+	if f.MaxSize > 0 {
+		return f.MaxSize
+	}
+	return DefaultMaxModuleSize
+}
+
+// outDir returns the directory for decompressed files, making the private
+// one on first use. Called with f.mu held.
+func (f *ModuleFiles) outDir() (string, error) {
+	if f.closed {
+		return "", fmt.Errorf("module files closed")
+	}
+	if f.dir != "" {
+		return f.dir, nil
+	}
+	if f.CacheDir == "" {
+		// A fresh, randomly named 0700 directory: nobody else can have
+		// made it or put anything in it.
+		d, err := os.MkdirTemp("", "vmcore-gdbserver-modules-")
+		if err != nil {
+			return "", fmt.Errorf("module cache: %w", err)
+		}
+		f.dir, f.ownDir = d, true
+		return d, nil
+	}
+	if err := checkPrivateDir(f.CacheDir); err != nil {
 		return "", err
 	}
+	f.dir = f.CacheDir
+	return f.dir, nil
+}
+
+// checkPrivateDir makes dir (0700) if it is missing, and otherwise
+// accepts only a real directory (not a link to one) owned by this user
+// that no one else can write to or list.
+func checkPrivateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("module cache %s: %w", dir, err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("module cache %s: %w", dir, err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.IsDir():
+		return fmt.Errorf("module cache %s: %w: not a directory (%v)", dir, ErrUnsafeCacheDir, st.Mode().Type())
+	case !ok || int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("module cache %s: %w: owned by uid %d, not by this user", dir, ErrUnsafeCacheDir, sys.Uid)
+	case st.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("module cache %s: %w: mode %v, want no access for group and others", dir, ErrUnsafeCacheDir, st.Mode().Perm())
+	}
+	return nil
+}
+
+// decompress unpacks path once per content: concurrent callers for the
+// same file wait for one decompression. The output is named by the
+// compressed file's sha256, so two different files of one name (two
+// kernel releases' qemu_fw_cfg.ko.zst) never share an output.
+func (f *ModuleFiles) decompress(path string) (string, error) {
+	in, err := openRegular(path)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	h := sha256.New()
+	// The compressed file is read twice (hash, then decompress) through
+	// one descriptor; a module is never larger than the output cap.
+	n, err := io.Copy(h, io.LimitReader(in, f.maxSize()+1))
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	if n > f.maxSize() {
+		return "", fmt.Errorf("%s: %w: the compressed file alone is over %d MiB", path, ErrModuleTooLarge, f.maxSize()>>20)
+	}
 	base := filepath.Base(path)
-	out := filepath.Join(dir, strings.TrimSuffix(strings.TrimSuffix(base, ".xz"), ".zst"))
-	if st, err := os.Stat(out); err == nil && st.Size() > 0 {
-		return out, nil
+	outName := strings.TrimSuffix(strings.TrimSuffix(base, ".xz"), ".zst")
+	sum := hex.EncodeToString(h.Sum(nil))
+	key := sum + "/" + base
+
+	f.mu.Lock()
+	if j, ok := f.decomps[key]; ok {
+		f.mu.Unlock()
+		<-j.done
+		return j.path, j.err
 	}
-	var data []byte
-	var err error
-	if strings.HasSuffix(path, ".zst") {
-		var in *os.File
-		if in, err = os.Open(path); err != nil {
-			return "", err
-		}
-		defer in.Close()
-		var dec *zstd.Decoder
-		if dec, err = zstd.NewReader(in, zstd.WithDecoderMaxMemory(1<<30)); err != nil {
-			return "", err
-		}
-		defer dec.Close()
-		data, err = io.ReadAll(dec)
-	} else {
-		// Go has no xz decoder in its standard library; xz-utils is on
-		// every Debian system.
-		data, err = exec.Command("xz", "-dc", path).Output()
+	dir, err := f.outDir()
+	if err != nil {
+		f.mu.Unlock()
+		return "", err
 	}
+	if f.decomps == nil {
+		f.decomps = map[string]*decompJob{}
+	}
+	j := &decompJob{done: make(chan struct{})}
+	f.decomps[key] = j
+	f.mu.Unlock()
+
+	j.path, j.err = f.unpack(in, n, path, filepath.Join(dir, sum[:32]), outName)
+	if j.err != nil {
+		j.path = ""
+	}
+	close(j.done)
+	return j.path, j.err
+}
+
+// openRegular opens path for reading, refusing anything but a regular
+// file without blocking on a FIFO.
+func openRegular(path string) (*os.File, error) {
+	in, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := in.Stat()
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		in.Close()
+		return nil, fmt.Errorf("%s: not a regular file (%v)", path, st.Mode().Type())
+	}
+	return in, nil
+}
+
+// unpack streams the decompressed in into subdir/name, never past
+// MaxSize. The file is created with O_EXCL (which never follows a link)
+// under a random temporary name and renamed into place when complete.
+func (f *ModuleFiles) unpack(in *os.File, compressed int64, path, subdir, name string) (string, error) {
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := os.Mkdir(subdir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("decompressing %s: %w", path, err)
+	}
+	if st, err := os.Lstat(subdir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("decompressing %s: %s is not a directory", path, subdir)
+	}
+	out := filepath.Join(subdir, name)
+	tmp, err := os.CreateTemp(subdir, name+".tmp-*") // O_EXCL, mode 0600
 	if err != nil {
 		return "", fmt.Errorf("decompressing %s: %w", path, err)
 	}
-	tmp := out + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	fail := func(err error) (string, error) {
+		tmp.Close()
+		os.Remove(tmp.Name())
 		return "", err
 	}
-	return out, os.Rename(tmp, out)
+	limit := outputCap(f.maxSize(), compressed)
+	var written int64
+	if strings.HasSuffix(path, ".zst") {
+		written, err = unzstd(tmp, in, limit)
+	} else {
+		written, err = unxz(tmp, in, limit)
+	}
+	if written > limit {
+		return fail(fmt.Errorf("decompressing %s: %w of %s (%d times the compressed %d bytes, at most %d MiB); not a real module", path, ErrModuleTooLarge, sizeStr(limit), maxRatio, compressed, f.maxSize()>>20))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("decompressing %s: %w", path, err))
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("decompressing %s: %w", path, err)
+	}
+	// rename replaces whatever is at out (a link included) without
+	// following it.
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("decompressing %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// maxRatio and minCap bound a module's output by its compressed size too:
+// real modules shrink 3 to 10 times, a bomb of zeros thousands of times,
+// so a bomb stops after a few MiB instead of at MaxSize.
+const (
+	maxRatio = 100
+	minCap   = 16 << 20
+)
+
+func outputCap(max, compressed int64) int64 {
+	c := max
+	if compressed < max/maxRatio {
+		c = compressed * maxRatio
+	}
+	if c < minCap {
+		c = minCap
+	}
+	if c > max {
+		c = max
+	}
+	return c
+}
+
+func sizeStr(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// zstdMaxWindow bounds the decoder's memory: zstd -19 uses 8 MiB windows,
+// --ultra -22 128 MiB for inputs that large; a module never needs more.
+const zstdMaxWindow = 128 << 20
+
+// unzstd copies at most limit+1 decompressed bytes to w; more than limit
+// written means the input is too large.
+func unzstd(w io.Writer, r io.Reader, limit int64) (int64, error) {
+	dec, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
+	if err != nil {
+		return 0, err
+	}
+	defer dec.Close()
+	n, err := io.Copy(w, io.LimitReader(dec, limit+1))
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		// The frame header alone declares more than the caps allow.
+		return n, fmt.Errorf("%w: the zstd window is over %d MiB: %v", ErrModuleTooLarge, zstdMaxWindow>>20, err)
+	}
+	return n, err
+}
+
+// unxz runs xz-utils (Go has no xz decoder in its standard library; xz is
+// on every Debian system) with the file on its stdin, no shell and no
+// file name on its command line, and a bounded dictionary memory; it is
+// killed once the output passes limit.
+func unxz(w io.Writer, r io.Reader, limit int64) (int64, error) {
+	cmd := exec.Command("xz", "--decompress", "--stdout", "--quiet", "--memlimit-decompress=256MiB", "--threads=1")
+	cmd.Stdin = r
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedBuffer{b: &stderr, max: 4096}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	n, copyErr := io.Copy(w, io.LimitReader(out, limit+1))
+	if n > limit || copyErr != nil {
+		cmd.Process.Kill()
+	}
+	waitErr := cmd.Wait()
+	if n > limit {
+		return n, nil
+	}
+	if copyErr != nil {
+		return n, copyErr
+	}
+	if waitErr != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return n, fmt.Errorf("xz: %s", strings.ReplaceAll(msg, "\n", " "))
+		}
+		return n, fmt.Errorf("xz: %w", waitErr)
+	}
+	return n, nil
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	b   *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.b.Len(); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		l.b.Write(p[:room])
+	}
+	return len(p), nil
 }
 
 // AllocSections lists the SHF_ALLOC sections of a .ko in file order: what

@@ -96,8 +96,11 @@ func (k *Kernel) lockless() ([]LogRecord, error) {
 	}
 	dr := prb + descRingOff
 	countBits, err := k.readU32(dr + countBitsOff)
-	if err != nil || countBits > 30 {
-		return nil, fmt.Errorf("printk ring count_bits %d: %v", countBits, err)
+	if err != nil {
+		return nil, fmt.Errorf("printk ring count_bits at 0x%x: %w", dr+countBitsOff, err)
+	}
+	if countBits > 30 {
+		return nil, fmt.Errorf("printk ring count_bits %d at 0x%x: more than 30, not a real ring", countBits, dr+countBitsOff)
 	}
 	descs, _ := k.ReadU64(dr + descsOff)
 	infos, _ := k.ReadU64(dr + infosOff)
@@ -108,8 +111,11 @@ func (k *Kernel) lockless() ([]LogRecord, error) {
 	}
 	tr := prb + textRingOff
 	sizeBits, err := k.readU32(tr + sizeBitsOff)
-	if err != nil || sizeBits > 31 {
-		return nil, fmt.Errorf("printk text ring size_bits %d: %v", sizeBits, err)
+	if err != nil {
+		return nil, fmt.Errorf("printk text ring size_bits at 0x%x: %w", tr+sizeBitsOff, err)
+	}
+	if sizeBits > 31 {
+		return nil, fmt.Errorf("printk text ring size_bits %d at 0x%x: more than 31, not a real ring", sizeBits, tr+sizeBitsOff)
 	}
 	data, _ := k.ReadU64(tr + dataOff)
 	ringSize := uint64(1) << sizeBits

@@ -30,3 +30,24 @@ func run(args []string) (code int) {
 	}
 	return 0
 }
+
+// withFiles makes sure an error names the files it is about: errors from
+// deeper down (no VMCOREINFO, no task, a build id mismatch) may name none.
+func withFiles(err error, files ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, f := range files {
+		if f != "" && strings.Contains(msg, f) {
+			return err
+		}
+	}
+	var named []string
+	for _, f := range files {
+		if f != "" {
+			named = append(named, f)
+		}
+	}
+	return fmt.Errorf("%s: %w", strings.Join(named, ", "), err)
+}

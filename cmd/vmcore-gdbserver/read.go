@@ -47,7 +47,7 @@ page-table level.`,
 			if !phys {
 				k, err := d.Kernel()
 				if err != nil {
-					return err
+					return withFiles(err, files...)
 				}
 				readAt = k.Read
 			}
@@ -70,7 +70,7 @@ page-table level.`,
 					if dumper != nil {
 						dumper.flush()
 					}
-					return err
+					return withFiles(err, files...)
 				}
 				addr += n
 				length -= n

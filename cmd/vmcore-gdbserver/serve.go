@@ -2,13 +2,18 @@ package main
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +39,9 @@ type serveOptions struct {
 	execFile bool
 	verbose  bool
 	stats    bool
+
+	maxClients       int
+	handshakeTimeout time.Duration
 }
 
 func (o *serveOptions) flags(cmd *cobra.Command) {
@@ -54,7 +62,7 @@ func openKernel(vmlinux string, dumps []string) (*kernel.Kernel, func(), error) 
 		k, err := kernel.LoadFromDump(d)
 		if err != nil {
 			d.Close()
-			return nil, nil, err
+			return nil, nil, withFiles(err, dumps...)
 		}
 		return k, func() { d.Close() }, nil
 	}
@@ -67,7 +75,7 @@ func openKernel(vmlinux string, dumps []string) (*kernel.Kernel, func(), error) 
 	if err != nil {
 		d.Close()
 		v.Close()
-		return nil, nil, err
+		return nil, nil, withFiles(err, append([]string{vmlinux}, dumps...)...)
 	}
 	return k, func() { d.Close(); v.Close() }, nil
 }
@@ -98,6 +106,8 @@ the dumped kernel's memory, so prefer loopback, --unix or --stdio.`,
 	cmd.Flags().StringVar(&o.unixPath, "unix", "", "listen on this unix socket instead (created mode 0600)")
 	cmd.Flags().BoolVar(&o.stdio, "stdio", false, "serve one client on stdin/stdout (gdb: target remote | ...)")
 	cmd.Flags().BoolVar(&o.execFile, "exec-file", true, "offer VMLINUX to gdb as the executable (qXfer:exec-file)")
+	cmd.Flags().IntVar(&o.maxClients, "max-clients", gdbstub.DefaultMaxClients, "most connections served at once; over it, one that has sent nothing yet is dropped, or else the new one is closed")
+	cmd.Flags().DurationVar(&o.handshakeTimeout, "handshake-timeout", gdbstub.DefaultHandshakeTimeout, "drop a connection that sends nothing for this long")
 	o.flags(cmd)
 	return cmd
 }
@@ -111,6 +121,12 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	if filter != threadsAll && filter != threadsActive && filter != threadsCPUs {
 		return fmt.Errorf("--threads %q: want all, active or cpus", o.threads)
 	}
+	if o.maxClients < 1 {
+		return fmt.Errorf("--max-clients %d: want at least 1", o.maxClients)
+	}
+	if o.handshakeTimeout <= 0 {
+		return fmt.Errorf("--handshake-timeout %v: want a positive duration", o.handshakeTimeout)
+	}
 	logger := log.New(os.Stderr, "vmcore-gdbserver: ", 0)
 	// VMCORE_GDBSERVER_CPUPROFILE=file writes a Go CPU profile of the
 	// serving process (for `go tool pprof`), to find where server time goes.
@@ -120,6 +136,10 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	// Decompressed modules go to a private directory, removed when the
+	// server stops (by a signal too).
+	modFiles := &kernel.ModuleFiles{}
+	defer modFiles.Close()
 	load := func() (*kernelTarget, func(), error) {
 		k, closeAll, err := openKernel(vmlinux, dumps)
 		if err != nil {
@@ -132,19 +152,31 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		kt, err := newKernelTarget(k, filter, exe)
 		if err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, withFiles(err, dumps...)
 		}
 		kt.vmlinux, kt.dumps = vmlinux, dumps
-		dirs := o.modDirs
-		if len(dirs) == 0 {
-			dirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
+		modFiles.Dirs = o.modDirs
+		if len(modFiles.Dirs) == 0 {
+			modFiles.Dirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
 		}
-		kt.modFiles = &kernel.ModuleFiles{Dirs: dirs}
+		kt.modFiles = modFiles
 		kt.libLog = func(s string) { logger.Printf("note: %s", s) }
 		for _, w := range k.Warnings() {
 			logger.Printf("warning: %s", w)
 		}
 		return kt, closeAll, nil
+	}
+	// SIGTERM (gdb sends it to a pipe server it is done with), SIGINT and
+	// SIGHUP stop the server cleanly: the listener closes, which removes
+	// a unix socket, and the deferred clean-ups run.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	// A wrong --unix is reported at once, not after a long load.
+	if o.unixPath != "" && !o.stdio {
+		if err := checkUnixPath(o.unixPath); err != nil {
+			return err
+		}
 	}
 	var target gdbstub.Target
 	var kt *kernelTarget
@@ -157,6 +189,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 			kt, closeAll, err := load()
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+				modFiles.Close()
 				os.Exit(1)
 			}
 			_ = closeAll // the process ends with its one session
@@ -173,7 +206,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		defer closeAll()
 		target = kt
 	}
-	srv := &gdbstub.Server{Target: target}
+	srv := &gdbstub.Server{Target: target, Warn: stderrLogger{logger}, MaxClients: o.maxClients, HandshakeTimeout: o.handshakeTimeout}
 	if o.verbose {
 		srv.Log = stderrLogger{logger}
 	}
@@ -187,48 +220,142 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		}
 	}
 	if o.stdio {
+		go func() {
+			// The session blocks reading stdin: clean up and leave.
+			<-sigs
+			modFiles.Close()
+			os.Exit(0)
+		}()
 		srv.ServeConn(gdbstub.StdioConn{Reader: os.Stdin, Writer: os.Stdout}, "stdio")
 		return nil
 	}
 	var l net.Listener
-	var err error
 	var where, remote string
-	if o.unixPath != "" {
-		os.Remove(o.unixPath)
-		old := umask(0o077)
-		l, err = net.Listen("unix", o.unixPath)
-		umask(old)
-		if err == nil {
-			err = os.Chmod(o.unixPath, 0o600)
+	switch {
+	case o.unixPath != "":
+		var err error
+		if l, err = listenUnix(o.unixPath); err != nil {
+			return err
 		}
 		where, remote = o.unixPath, o.unixPath
-	} else {
+	default:
+		var err error
 		l, err = net.Listen("tcp", o.listen)
 		if err != nil {
 			return fmt.Errorf("%w (another server on that port? choose one with --listen HOST:PORT)", err)
 		}
-		if err == nil {
-			where = l.Addr().String()
-			remote = where
-			if host, _, _ := net.SplitHostPort(where); !net.ParseIP(host).IsLoopback() {
-				logger.Printf("warning: listening on %s: whoever reaches this port reads all of the dumped kernel's memory", where)
-			}
+		where = l.Addr().String()
+		remote = where
+		if host, _, _ := net.SplitHostPort(where); !net.ParseIP(host).IsLoopback() {
+			logger.Printf("warning: listening on %s: whoever reaches this port reads all of the dumped kernel's memory", where)
 		}
 	}
-	if err != nil {
-		return err
-	}
 	defer l.Close()
-	fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s, %d threads, serving on %s; connect with: gdb %s -ex 'target remote %s'\n",
-		kt.k.Info.OSRelease, len(kt.threads), where, shellQuote(vmlinux), remote)
+	go func() {
+		sig := <-sigs
+		logger.Printf("%v: stopping", sig)
+		l.Close()
+	}()
+	fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s, %d threads, serving on %s; connect with: gdb %s -ex %s\n",
+		kt.k.Info.OSRelease, len(kt.threads), strings.ReplaceAll(where, "\n", "\\n"), shellQuote(vmlinux), shellQuote("target remote "+remote))
 	return srv.Serve(l)
 }
 
+// listenUnix listens on a new unix socket at path, mode 0600. Whatever is
+// at path already is left alone, except a stale socket (one nobody
+// accepts on any more), which is replaced: --unix never deletes a dump
+// or any other file given by mistake, nor takes over a live server.
+func listenUnix(path string) (net.Listener, error) {
+	if err := checkUnixPath(path); err != nil {
+		return nil, err
+	}
+	// The umask makes the socket 0600 from the start: no window in which
+	// another user could connect.
+	old := umask(0o077)
+	l, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("--unix %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("--unix %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// checkUnixPath accepts a path where nothing is, or a stale socket, which
+// it removes.
+func checkUnixPath(path string) error {
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("--unix %s: %w", path, err)
+	case st.Mode()&fs.ModeSocket == 0:
+		return fmt.Errorf("--unix %s: exists and is not a socket (%s); not replacing it", path, fileKind(st.Mode()))
+	default:
+		c, err := net.DialTimeout("unix", path, 2*time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("--unix %s: another server is listening on this socket", path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("--unix %s: cannot tell whether the socket is stale: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("--unix %s: removing the stale socket: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
+}
+
+// shellQuote makes s one word for a POSIX shell: words of only safe
+// characters stay as they are, any other is single-quoted, which keeps
+// everything literal (newlines and tabs too); a quote inside is closed,
+// escaped and reopened.
 func shellQuote(s string) string {
-	if s != "" && !strings.ContainsAny(s, " '\"\\$`!*?[]{}()<>|&;#~") {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// gdbArgQuote makes s one argument for gdb commands that split their
+// arguments with libiberty's buildargv (add-symbol-file): a backslash
+// makes any character literal, whitespace and quotes included.
+func gdbArgQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r)) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func newGdbCmd() *cobra.Command {
@@ -263,6 +390,12 @@ Arguments after -- go to gdb (for example -batch -ex 'bt').`,
 	return cmd
 }
 
+// pipeArgEnv names the environment variables that carry the server's
+// arguments to the `target remote | ...` shell command: gdb runs that
+// command with sh -c, and a file name only ever reaches the shell as the
+// value of a quoted variable, never as text the shell parses.
+const pipeArgEnv = "VMCORE_GDBSERVER_PIPE_ARG"
+
 func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) error {
 	d, err := vmcore.Open(dumps...)
 	if err != nil {
@@ -271,44 +404,78 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	info, err := d.VMCOREINFO()
 	d.Close()
 	if err != nil {
-		return err
+		return withFiles(err, dumps...)
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return fmt.Errorf("finding this program for gdb to run: %w", err)
 	}
-	server := []string{shellQuote(self), "serve", "--stdio", "--exec-file=false", "--threads", o.threads}
+	// gdb expands a leading ~ in file names; an absolute path has none.
+	absVmlinux, err := filepath.Abs(vmlinux)
+	if err != nil {
+		return fmt.Errorf("%s: %w", vmlinux, err)
+	}
+	server := []string{self, "serve", "--stdio", "--exec-file=false", "--threads", o.threads}
 	for _, d := range o.modDirs {
-		server = append(server, "--modules-dir", shellQuote(d))
+		server = append(server, "--modules-dir", d)
 	}
 	if o.verbose {
 		server = append(server, "-v")
 	}
-	server = append(server, shellQuote(vmlinux))
-	for _, f := range dumps {
-		server = append(server, shellQuote(f))
+	server = append(server, "--", vmlinux)
+	server = append(server, dumps...)
+	env := os.Environ()
+	words := []string{"exec"}
+	for i, a := range server {
+		name := fmt.Sprintf("%s%d", pipeArgEnv, i)
+		env = append(env, name+"="+a)
+		words = append(words, `"$`+name+`"`)
 	}
-	filter, err := os.CreateTemp("", "vmcore-gdbserver-*.py")
+	dir, err := os.MkdirTemp("", "vmcore-gdbserver-gdb-")
 	if err != nil {
-		return err
+		return fmt.Errorf("temporary directory for the frame filter: %w", err)
 	}
-	defer os.Remove(filter.Name())
-	filter.Write(kernelFramesPy)
-	filter.Close()
+	defer os.RemoveAll(dir)
+	filter := filepath.Join(dir, "kernel_frames.py")
+	if err := os.WriteFile(filter, kernelFramesPy, 0o600); err != nil {
+		return fmt.Errorf("%s: %w", filter, err)
+	}
 	args := []string{"-q",
 		"-iex", "set confirm off",
-		"-ex", "source " + filter.Name(),
+		// -x takes the file name as it is, without parsing it.
+		"-x", filter,
 		"-ex", "set architecture i386:x86-64",
-		"-ex", fmt.Sprintf("add-symbol-file %s -o 0x%x -s .data..percpu 0", vmlinux, info.KernelOffset),
-		"-ex", "target remote | " + strings.Join(server, " "),
+		"-ex", fmt.Sprintf("add-symbol-file %s -o 0x%x -s .data..percpu 0", gdbArgQuote(absVmlinux), info.KernelOffset),
+		"-ex", "target remote | " + strings.Join(words, " "),
 		"-ex", "set confirm on",
 	}
 	args = append(args, extra...)
 	c := exec.Command(gdbPath, args...)
+	c.Env = env
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	if err := c.Run(); err != nil {
+	// Ctrl-C at the terminal reaches gdb and this process alike; it is
+	// gdb's to handle. A SIGTERM or SIGHUP is passed on to gdb.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("running %s: %w", gdbPath, err)
+	}
+	go func() {
+		for sig := range sigs {
+			if sig != syscall.SIGINT {
+				c.Process.Signal(sig)
+			}
+		}
+	}()
+	if err := c.Wait(); err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
-			os.Exit(ee.ExitCode())
+			os.RemoveAll(dir) // os.Exit skips the deferred removal
+			code := ee.ExitCode()
+			if code < 0 {
+				code = 1
+			}
+			os.Exit(code)
 		}
 		return fmt.Errorf("running %s: %w", gdbPath, err)
 	}

@@ -50,7 +50,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 					if len(modDirs) == 0 {
 						modDirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
 					}
-					t.ModFiles = &kernel.ModuleFiles{Dirs: modDirs}
+					// The listing names the files found: decompressed
+					// copies would be gone when the command ends.
+					t.ModFiles = &kernel.ModuleFiles{Dirs: modDirs, NoDecompress: true}
 				}
 				argv := []string{c.Name}
 				if all {
