@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -548,6 +549,12 @@ func (w monitorWriter) Write(p []byte) (int, error) {
 	return done, nil
 }
 
+// monitorKeepalive is how often a running monitor command that prints
+// nothing sends an empty console packet: gdb gives up on a reply after
+// remotetimeout (2 s by default) and then takes every later reply for the
+// packet before it, so a slow command must never go quiet that long.
+var monitorKeepalive = 500 * time.Millisecond
+
 func (s *Session) monitor(arg string) []byte {
 	cmd, err := hex.DecodeString(arg)
 	if err != nil {
@@ -557,10 +564,45 @@ func (s *Session) monitor(arg string) []byte {
 	if !ok {
 		return nil
 	}
-	if err := m.Monitor(string(cmd), monitorWriter{s}); err != nil {
-		monitorWriter{s}.Write([]byte(err.Error() + "\n"))
+	// The command runs beside the session, which alone writes to the
+	// client: its output as it comes, keepalives while none does.
+	out := make(chan []byte)
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.logf("monitor %q: internal error: %v\n%s", cmd, r, debug.Stack())
+				done <- fmt.Errorf("internal error in monitor %q: %v", cmd, r)
+			}
+		}()
+		done <- m.Monitor(string(cmd), chanWriter{out})
+	}()
+	tick := time.NewTicker(monitorKeepalive)
+	defer tick.Stop()
+	w := monitorWriter{s}
+	for {
+		select {
+		case b := <-out:
+			w.Write(b)
+			tick.Reset(monitorKeepalive)
+		case <-tick.C:
+			s.send([]byte("O"))
+		case err := <-done:
+			if err != nil {
+				w.Write([]byte(err.Error() + "\n"))
+			}
+			return []byte("OK")
+		}
 	}
-	return []byte("OK")
+}
+
+// chanWriter hands each write to the session goroutine and waits until
+// it is taken, so the command's output keeps its order.
+type chanWriter struct{ ch chan<- []byte }
+
+func (w chanWriter) Write(p []byte) (int, error) {
+	w.ch <- append([]byte(nil), p...)
+	return len(p), nil
 }
 
 // isResume reports whether p asks the target to run: continue and step

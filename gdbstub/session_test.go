@@ -724,3 +724,65 @@ func TestMonitorOutput(t *testing.T) {
 		}
 	}
 }
+
+// slowMonitor is a monitor command that computes for a while, prints,
+// computes again and prints; or panics.
+type slowMonitor struct{ fakeTarget }
+
+func (slowMonitor) Monitor(cmd string, out io.Writer) error {
+	if cmd == "panic" {
+		panic("boom")
+	}
+	time.Sleep(1200 * time.Millisecond)
+	fmt.Fprint(out, "first\n")
+	time.Sleep(1200 * time.Millisecond)
+	fmt.Fprint(out, "second\n")
+	return nil
+}
+
+// gdb waits remotetimeout (2 s) for each packet of a monitor command's
+// reply, and then takes later replies for earlier packets: a slow command
+// keeps the connection busy with empty console packets, and its output
+// still arrives whole and in order. A panic in a command ends that
+// command with a message, not the server.
+func TestMonitorKeepalive(t *testing.T) {
+	c, _ := newClientFor(t, slowMonitor{})
+	c.raw(string(frame(nil, []byte("qRcmd,"+hex.EncodeToString([]byte("slow"))))))
+	var out strings.Builder
+	last := time.Now()
+	keepalives := 0
+	for {
+		r := c.recv()
+		if gap := time.Since(last); gap > time.Second {
+			t.Errorf("%v without a packet", gap)
+		}
+		last = time.Now()
+		if r == "OK" {
+			break
+		}
+		if r == "O" {
+			keepalives++
+			continue
+		}
+		b, err := hex.DecodeString(strings.TrimPrefix(r, "O"))
+		if !strings.HasPrefix(r, "O") || err != nil {
+			t.Fatalf("%q", r)
+		}
+		out.Write(b)
+	}
+	if out.String() != "first\nsecond\n" || keepalives < 2 {
+		t.Errorf("output %q with %d keepalives", out.String(), keepalives)
+	}
+	c.raw(string(frame(nil, []byte("qRcmd,"+hex.EncodeToString([]byte("panic"))))))
+	var msg strings.Builder
+	for r := c.recv(); r != "OK"; r = c.recv() {
+		b, _ := hex.DecodeString(strings.TrimPrefix(r, "O"))
+		msg.Write(b)
+	}
+	if !strings.Contains(msg.String(), "internal error") {
+		t.Errorf("panic reported as %q", msg.String())
+	}
+	if r := c.cmd("?"); !strings.HasPrefix(r, "T05") {
+		t.Errorf("after the panic: %q", r)
+	}
+}
