@@ -389,7 +389,7 @@ func TestHundredClientsAndVanishing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Target: fakeTarget{}}
+	srv := &Server{Target: fakeTarget{}, MaxClients: 128} // more than the 100 at once
 	go srv.Serve(l)
 	defer l.Close()
 	base := runtime.NumGoroutine()

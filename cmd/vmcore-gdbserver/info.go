@@ -71,9 +71,6 @@ func newInfoCmd() *cobra.Command {
 	return cmd
 }
 
-// maxNrCPUs is the kernel's largest CONFIG_NR_CPUS on x86_64 (MAXSMP).
-const maxNrCPUs = 8192
-
 func hexStr(v uint64) string { return fmt.Sprintf("0x%x", v) }
 
 func describe(d *vmcore.Dump) (*dumpInfo, error) {
@@ -89,11 +86,10 @@ func describe(d *vmcore.Dump) (*dumpInfo, error) {
 	for _, p := range d.PRStatus() {
 		in.PRStatusPIDs = append(in.PRStatusPIDs, p.PID)
 	}
-	// The header's nr_cpus is a number from the file: beyond what any
-	// kernel supports it is damage, and the CPU notes are counted instead.
-	if in.CPUs > maxNrCPUs || in.CPUs < 0 {
-		in.Notes = append(in.Notes, fmt.Sprintf("%s: header nr_cpus %d is more than any kernel supports (%d); counting the dump's CPU notes instead", d.Files()[0], in.CPUs, maxNrCPUs))
-		in.CPUs = max(len(in.PRStatusPIDs), in.QEMUCPUNotes)
+	// vmcore does not believe a header nr_cpus no kernel supports and
+	// counts the CPU notes; say so when it did.
+	if h, _ := d.KdumpHeader(); h != nil && int(h.NrCPUs) != in.CPUs {
+		in.Notes = append(in.Notes, fmt.Sprintf("%s: header nr_cpus %d is no CPU count any kernel has; counting the dump's CPU notes instead", d.Files()[0], h.NrCPUs))
 	}
 	if h, _ := d.KdumpHeader(); h != nil {
 		v := h.HeaderVersion

@@ -426,7 +426,7 @@ func TestInfoImplausibleNrCPUs(t *testing.T) {
 	if cpusLine == nil || cpusLine[1] != strconv.Itoa(len(orig.PRStatusPIDs)) {
 		t.Errorf("cpus line %q, want the %d CPU notes:\n%s", cpusLine, len(orig.PRStatusPIDs), text)
 	}
-	if !strings.Contains(text, bad+": header nr_cpus 2147483647 is more than any kernel supports") {
+	if !strings.Contains(text, bad+": header nr_cpus 2147483647 is no CPU count any kernel has") {
 		t.Errorf("no note naming the file and the bad value:\n%s", text)
 	}
 	var js dumpInfo
