@@ -70,8 +70,10 @@ func (s *Session) Stats() Stats { return s.stats }
 
 // NewSession serves one client over rw.
 func NewSession(t Target, rw io.ReadWriter, log Logger) *Session {
-	stop := t.StopThread()
-	return &Session{t: t, rw: rw, rd: newReader(rw), log: log, ack: true, thread: stop, stopped: stop}
+	// The threads start unset (0, which no target thread is) and mean
+	// the target's stop thread: asking for it here would wait for a
+	// target still loading before the first packet is even read.
+	return &Session{t: t, rw: rw, rd: newReader(rw), log: log, ack: true}
 }
 
 func (s *Session) logf(format string, args ...any) {
@@ -126,7 +128,7 @@ func (s *Session) Serve() error {
 				s.resumed = false
 				continue
 			}
-			if err := s.send(s.stopReplySignal(sigINT, s.stopped)); err != nil {
+			if err := s.send(s.stopReplySignal(sigINT, s.stoppedThread())); err != nil {
 				return err
 			}
 			continue
@@ -183,6 +185,24 @@ const (
 )
 
 func (s *Session) stopReply() []byte { return s.stopReplySignal(sigTRAP, s.t.StopThread()) }
+
+// regThread is the thread g, p and m read: the one Hg or the last stop
+// reply chose, else the target's stop thread.
+func (s *Session) regThread() ThreadID {
+	if s.thread == 0 {
+		return s.t.StopThread()
+	}
+	return s.thread
+}
+
+// stoppedThread is the thread the last stop reply named, else the
+// target's stop thread.
+func (s *Session) stoppedThread() ThreadID {
+	if s.stopped == 0 {
+		return s.t.StopThread()
+	}
+	return s.stopped
+}
 
 // stopReplySignal reports a stop in tid, which also becomes the thread
 // g, p and m read: a client takes the stopped thread as the current one
@@ -346,11 +366,14 @@ func (s *Session) setThread(p string) []byte {
 		return errReply(1)
 	}
 	if tid == 0 {
-		if p[1] == 'c' { // Hc0, Hc-1: resume any or all
+		// Hg0, Hc-1: any thread; g, p and m then read the stop thread,
+		// and c and s resume any.
+		if p[1] == 'c' {
 			s.cont = 0
-			return []byte("OK")
+		} else if p[1] == 'g' {
+			s.thread = 0
 		}
-		tid = s.t.StopThread()
+		return []byte("OK")
 	} else if !s.t.HasThread(tid) {
 		return errReply(1)
 	}
@@ -364,12 +387,12 @@ func (s *Session) setThread(p string) []byte {
 }
 
 func (s *Session) readRegisters() []byte {
-	regs, err := s.t.Registers(s.thread)
+	regs, err := s.t.Registers(s.regThread())
 	if err != nil {
 		// Registers that could not be read go out as unavailable, so gdb
 		// still lists the thread; only a target with no answer at all
 		// gets an error.
-		s.logf("registers of thread %x: %v", uint64(s.thread), err)
+		s.logf("registers of thread %x: %v", uint64(s.regThread()), err)
 		if regs == nil {
 			return errReply(1)
 		}
@@ -396,7 +419,7 @@ func (s *Session) readRegister(arg string) []byte {
 	if err != nil {
 		return errReply(1)
 	}
-	regs, err := s.t.Registers(s.thread)
+	regs, err := s.t.Registers(s.regThread())
 	if err != nil && regs == nil {
 		return errReply(1)
 	}
@@ -426,9 +449,9 @@ func (s *Session) readMemory(arg string) []byte {
 	}
 	n = min(n, (MaxPacketSize-8)/2)
 	buf := make([]byte, n)
-	got, err := s.t.ReadMemory(s.thread, addr, buf)
+	got, err := s.t.ReadMemory(s.regThread(), addr, buf)
 	if got == 0 && n > 0 {
-		s.logf("m %x,%x (thread %x): %v", addr, n, uint64(s.thread), err)
+		s.logf("m %x,%x (thread %x): %v", addr, n, uint64(s.regThread()), err)
 		return errReply(0x14)
 	}
 	return []byte(hex.EncodeToString(buf[:got]))

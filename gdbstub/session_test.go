@@ -786,3 +786,39 @@ func TestMonitorKeepalive(t *testing.T) {
 		t.Errorf("after the panic: %q", r)
 	}
 }
+
+// loadingTarget is a target still loading: anything that needs its
+// threads waits for ready.
+type loadingTarget struct {
+	fakeTarget
+	ready chan struct{}
+}
+
+func (l loadingTarget) StopThread() ThreadID { <-l.ready; return l.fakeTarget.StopThread() }
+func (l loadingTarget) Threads() []ThreadID  { <-l.ready; return l.fakeTarget.Threads() }
+
+// gdb waits 2 s for each reply: the packets of its handshake that need
+// no kernel are answered while the target still loads.
+func TestHandshakeWhileLoading(t *testing.T) {
+	target := loadingTarget{ready: make(chan struct{})}
+	c, _ := newClientFor(t, target)
+	for _, p := range []string{"qSupported:multiprocess+;xmlRegisters=i386", "vMustReplyEmpty", "Hg0", "qXfer:features:read:target.xml:0,fff"} {
+		done := make(chan string, 1)
+		go func() { done <- c.cmd(p) }()
+		select {
+		case r := <-done:
+			if p == "Hg0" && r != "OK" {
+				t.Errorf("%s: %q", p, r)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s is not answered while the target loads", p)
+		}
+	}
+	close(target.ready)
+	if r := c.cmd("?"); !strings.HasPrefix(r, "T05thread:7;") {
+		t.Errorf("? after loading: %q", r)
+	}
+	if r := c.cmd("g"); strings.HasPrefix(r, "E") {
+		t.Errorf("g after loading: %q", r)
+	}
+}

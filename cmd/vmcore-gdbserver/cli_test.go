@@ -20,6 +20,10 @@ import (
 
 var cliBinary string
 
+// gdbSlowServer holds gdb options for a server built with -race, some
+// ten times slower: gdb gives up on a reply after remotetimeout (2 s).
+var gdbSlowServer []string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "vmcore-gdbserver-test")
 	if err != nil {
@@ -33,6 +37,7 @@ func TestMain(m *testing.M) {
 		build = append(build, "-race")
 		// A race ends the server at once, which fails the client's test.
 		os.Setenv("GORACE", "halt_on_error=1 exitcode=66")
+		gdbSlowServer = []string{"-iex", "set remotetimeout 60"}
 	}
 	if out, err := exec.Command("go", append(build, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)

@@ -86,8 +86,9 @@ func runGDB(t testing.TB, f gdbFixture, cmds ...string) string {
 	t.Helper()
 	gdb := requireGDB(t)
 	vmlinux := f.vmlinux(t)
-	args := []string{"-q", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0", vmlinux,
-		"-ex", "target remote | " + serverCmd(vmlinux, f.paths(t))}
+	args := append([]string{"-q", "-batch", "-nx"}, gdbSlowServer...)
+	args = append(args, "-ex", "set pagination off", "-ex", "set width 0", vmlinux,
+		"-ex", "target remote | "+serverCmd(vmlinux, f.paths(t)))
 	for _, c := range cmds {
 		args = append(args, "-ex", c)
 	}
@@ -446,7 +447,7 @@ func TestGDBMI(t *testing.T) {
 	// The command sequence MIEngine (cppdbg) sends for a launch with
 	// miDebuggerServerAddress and stopAtConnect, one command at a time,
 	// each waiting for its result record as an IDE does.
-	cmd := exec.Command(gdb, "--interpreter=mi3", "-q", "-nx")
+	cmd := exec.Command(gdb, append([]string{"--interpreter=mi3", "-q", "-nx"}, gdbSlowServer...)...)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
@@ -602,10 +603,10 @@ func TestGDBTwoClients(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			out, err := exec.Command(gdb, "-q", "-batch", "-nx", "-ex", "set pagination off", vmlinux,
+			out, err := exec.Command(gdb, append(append([]string{"-q", "-batch", "-nx"}, gdbSlowServer...), "-ex", "set pagination off", vmlinux,
 				"-ex", "target remote "+addr, "-ex", "info threads", "-ex", "thread 3", "-ex", "bt", "-ex", "p jiffies_64",
 				// Lazily built parts (modules, unwinder, notes) at once.
-				"-ex", "monitor bt -a", "-ex", "monitor ps", "-ex", "info sharedlibrary").CombinedOutput()
+				"-ex", "monitor bt -a", "-ex", "monitor ps", "-ex", "info sharedlibrary")...).CombinedOutput()
 			if err != nil {
 				t.Errorf("client %d: %v\n%s", i, err, out)
 			}
