@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
 // taskPages lists the physical pages holding a task's task_struct.
@@ -57,20 +55,7 @@ func TestRunningTaskUnreadable(t *testing.T) {
 					t.Fatalf("complete dump: %d frames, %v", len(wantFrames), err)
 				}
 				path := fixtures.ExcludePages(t, set.Path(t, scenario, "vmcore.lzo"), taskPages(t, full, want))
-				d, err := vmcore.Open(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer d.Close()
-				v, err := symbols.Open(set.Path(t, "kernel", "vmlinux"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer v.Close()
-				k, err := Load(d, v)
-				if err != nil {
-					t.Fatal(err)
-				}
+				k := loadPaths(t, set, path)
 				if err := k.Read(make([]byte, 8), want.Addr); err == nil {
 					t.Fatal("the rewritten dump still has the task_struct")
 				}
@@ -192,20 +177,7 @@ func TestPIDWalkSkipsUnreadableNode(t *testing.T) {
 		t.Fatalf("the pid IDR's %d nodes share their pages; nothing to exclude", len(nodes))
 	}
 	path := fixtures.ExcludePages(t, set.Path(t, "oom", "vmcore.lzo"), []uint64{pfn})
-	d, err := vmcore.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	v, err := symbols.Open(set.Path(t, "kernel", "vmlinux"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	k, err := Load(d, v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := loadPaths(t, set, path)
 	inFull := map[uint64]bool{}
 	for _, task := range full.Tasks {
 		inFull[task.Addr] = true

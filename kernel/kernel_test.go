@@ -22,6 +22,13 @@ func loadIn(t testing.TB, set fixtures.Set, files ...string) *Kernel {
 	for _, f := range files {
 		paths = append(paths, set.Path(t, strings.Split(f, "/")...))
 	}
+	return loadPaths(t, set, paths...)
+}
+
+// loadPaths builds the model of the dump files at paths (a rewritten copy
+// of a fixture, say) with the set's vmlinux.
+func loadPaths(t testing.TB, set fixtures.Set, paths ...string) *Kernel {
+	t.Helper()
 	d, err := vmcore.Open(paths...)
 	if err != nil {
 		t.Fatal(err)

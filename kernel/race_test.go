@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
 // Several gdb sessions use one model at once: the lazily built parts
@@ -26,20 +24,7 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := fixtures.ExcludePages(t, set.Path(t, "oom", "vmcore.lzo"), []uint64{tr.Phys / full.Dump.PageSize()})
-	d, err := vmcore.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	v, err := symbols.Open(set.Path(t, "kernel", "vmlinux"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	k, err := Load(d, v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := loadPaths(t, set, path)
 	before := len(k.Warnings())
 	var wg sync.WaitGroup
 	done := make(chan struct{})

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -20,7 +21,6 @@ import (
 	"time"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
@@ -246,8 +246,23 @@ func TestGDBSession(t *testing.T) {
 			// An unwind that fails to read memory is an error; an argument
 			// value that points at memory no dump holds (boot code's
 			// physical pointers) is shown by gdb as <error: ...> and is not.
-			for _, line := range strings.Split(out, "\n") {
-				if strings.Contains(line, "Cannot access memory") && !strings.Contains(line, "<error: Cannot access memory") {
+			// One exception, which depends on where the fixture generation
+			// caught the other CPUs: a CPU that was not the panicking one,
+			// stopped inside an interrupt on its IRQ stack, where gdb's
+			// DWARF CFI cannot follow the stack switch back to the task's
+			// stack (issue 10, unwinding across entry code). It is logged.
+			for i, block := range strings.Split(out, "\nThread ") {
+				header, _, _ := strings.Cut(block, "\n")
+				otherCPU := i > 0 && strings.Contains(header, "[running]") && !strings.Contains(header, "[panic]")
+				for _, line := range strings.Split(block, "\n") {
+					if !strings.Contains(line, "Cannot access memory") || strings.Contains(line, "<error: Cannot access memory") {
+						continue
+					}
+					inIRQ := strings.Contains(block, "sysvec_") || strings.Contains(block, "common_interrupt") || strings.Contains(block, "irqstack") || strings.Contains(block, "__do_softirq")
+					if otherCPU && inIRQ && strings.HasPrefix(line, "Backtrace stopped:") {
+						t.Logf("thread %s: %s (gdb cannot leave the IRQ stack)", header, line)
+						continue
+					}
 					t.Errorf("gdb could not read memory: %s", line)
 				}
 			}
@@ -374,30 +389,8 @@ func sortedMap(m map[int]string) []string {
 
 // dumpU64 reads a kernel variable straight from the dump.
 func dumpU64(t testing.TB, f gdbFixture, sym string) uint64 {
-	d, err := vmcore.Open(f.paths(t)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	v, err := symbols.Open(f.vmlinux(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	vi, _ := d.VMCOREINFO()
-	addr, err := v.Address(sym, vi.KernelOffset)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := d.Kernel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [8]byte
-	if _, err := k.Read(b[:], addr); err != nil {
-		t.Fatal(err)
-	}
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+	_, b := dumpBytes(t, f, sym, 8)
+	return binary.LittleEndian.Uint64(b)
 }
 
 // The `gdb` subcommand places per-CPU symbols right: the task found via
