@@ -24,8 +24,9 @@ build:
 sample: build fixtures
 	@dir=$$(bash $(FIXTURES) | tail -n 1) && sh examples/sample.sh $(BIN) $$dir
 
-# Real vmcores from Debian's cloud kernel, QEMU and makedumpfile, cached
-# outside git (see testdata/fixtures/README.md). A guest kernel under TCG
+# Real vmcores from Debian's cloud kernels (6.1, 6.12) and the RHEL 8.1-family
+# 4.18.0-147.el8 kernel in ../shared/kernels (in that order), QEMU and
+# makedumpfile, cached outside git (see testdata/fixtures/README.md). A guest kernel under TCG
 # now and then dies while booting (6.12 was seen to Oops on an int3 in
 # sched_clock_cpu); the generator keeps what it finished, so a failed run
 # is retried and only redoes the missing scenario.
