@@ -129,23 +129,13 @@ func (s vmlinuxSymbols) Lookup(addr uint64) (string, uint64, bool) {
 }
 
 // Load builds the model from a dump and its vmlinux: it reads the per-CPU
-// run queues and walks every task list once.
+// run queues and walks every task list once. Types come from the
+// vmlinux's .BTF, else its DWARF, else the dump's BTF; with none the
+// model holds the CPUs only (see HasTypes).
 func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
-	info, err := d.VMCOREINFO()
+	info, err := checkVmlinux(d, v)
 	if err != nil {
 		return nil, err
-	}
-	if !info.HasKernelOffset {
-		return nil, errors.New("VMCOREINFO has no KERNELOFFSET: cannot place the vmlinux symbols")
-	}
-	if bid := v.BuildID(); bid != "" && info.BuildID != "" && !strings.EqualFold(bid, info.BuildID) {
-		release := "unknown release"
-		if b, err := v.Banner(); err == nil {
-			if f := strings.Fields(b); len(f) >= 3 {
-				release = f[2] // "Linux version <release> ..."
-			}
-		}
-		return nil, fmt.Errorf("%s is not the kernel of this dump: it is %s (build id %s), the dump is %s (build id %s)", v.Path(), release, bid, info.OSRelease, info.BuildID)
 	}
 	syms := vmlinuxSymbols{v, info.KernelOffset}
 	types, err := v.Types()
@@ -177,6 +167,37 @@ func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
 		}
 	}
 	return load(d, info, v, syms, types)
+}
+
+// LoadWithTypes is Load with the type source given (a test compares
+// sources; a tool may bring its own).
+func LoadWithTypes(d *vmcore.Dump, v *symbols.Vmlinux, types symbols.Types) (*Kernel, error) {
+	info, err := checkVmlinux(d, v)
+	if err != nil {
+		return nil, err
+	}
+	return load(d, info, v, vmlinuxSymbols{v, info.KernelOffset}, types)
+}
+
+// checkVmlinux reads VMCOREINFO and checks that v is the dump's kernel.
+func checkVmlinux(d *vmcore.Dump, v *symbols.Vmlinux) (*vmcore.VMCOREINFO, error) {
+	info, err := d.VMCOREINFO()
+	if err != nil {
+		return nil, err
+	}
+	if !info.HasKernelOffset {
+		return nil, errors.New("VMCOREINFO has no KERNELOFFSET: cannot place the vmlinux symbols")
+	}
+	if bid := v.BuildID(); bid != "" && info.BuildID != "" && !strings.EqualFold(bid, info.BuildID) {
+		release := "unknown release"
+		if b, err := v.Banner(); err == nil {
+			if f := strings.Fields(b); len(f) >= 3 {
+				release = f[2] // "Linux version <release> ..."
+			}
+		}
+		return nil, fmt.Errorf("%s is not the kernel of this dump: it is %s (build id %s), the dump is %s (build id %s)", v.Path(), release, bid, info.OSRelease, info.BuildID)
+	}
+	return info, nil
 }
 
 var errNoDumpBTF = errors.New("the dumped kernel has no BTF (__start_BTF/__stop_BTF)")
