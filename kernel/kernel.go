@@ -31,8 +31,8 @@ type Kernel struct {
 	// and then only what needs no struct layout works (CPUs, their
 	// registers, memory, symbols).
 	Types symbols.Types
-	Info    *vmcore.VMCOREINFO
-	KASLR   uint64
+	Info  *vmcore.VMCOREINFO
+	KASLR uint64
 
 	CPUs     []*CPU
 	Tasks    []*Task // running tasks first in CPU order, then by pid

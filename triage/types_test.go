@@ -31,12 +31,18 @@ func (r *recorder) Offset(s, p string) (uint64, error) {
 	r.note("Offset", s, p)
 	return r.Types.Offset(s, p)
 }
-func (r *recorder) Sizeof(s string) (uint64, error) { r.note("Sizeof", s, ""); return r.Types.Sizeof(s) }
+func (r *recorder) Sizeof(s string) (uint64, error) {
+	r.note("Sizeof", s, "")
+	return r.Types.Sizeof(s)
+}
 func (r *recorder) ArrayLen(s, p string) (uint64, error) {
 	r.note("ArrayLen", s, p)
 	return r.Types.ArrayLen(s, p)
 }
-func (r *recorder) Enum(n string) (map[string]int64, error) { r.note("Enum", n, ""); return r.Types.Enum(n) }
+func (r *recorder) Enum(n string) (map[string]int64, error) {
+	r.note("Enum", n, "")
+	return r.Types.Enum(n)
+}
 func (r *recorder) EnumValue(n string) (int64, error) {
 	r.note("EnumValue", n, "")
 	return r.Types.EnumValue(n)
