@@ -649,3 +649,35 @@ func (t *DWARFTypes) Close() error {
 	}
 	return nil
 }
+
+// DWARFTypesFromELF builds a type source from an ELF file's DWARF
+// sections, each read after checking its size against limit. A
+// relocatable object (gcc -c) has its relocations applied by debug/elf.
+func DWARFTypesFromELF(name string, f *elf.File, limit uint64) (t *DWARFTypes, err error) {
+	defer guard(name, &err)
+	sec := map[string][]byte{}
+	for _, n := range dwarfSections {
+		s := f.Section(n)
+		if s == nil || s.Type == elf.SHT_NOBITS {
+			continue
+		}
+		if s.Size > limit {
+			return nil, fmt.Errorf("%s: section %s at offset 0x%x: %d bytes is more than the %d allowed", name, n, s.Offset, s.Size, limit)
+		}
+		d, err := s.Data()
+		if err != nil {
+			return nil, fmt.Errorf("%s: section %s at offset 0x%x: %w", name, n, s.Offset, err)
+		}
+		sec[n] = d
+	}
+	t, err = NewDWARFTypes(name, sec)
+	if err != nil || f.Type != elf.ET_REL {
+		return t, err
+	}
+	d, err := f.DWARF()
+	if err != nil {
+		return nil, fmt.Errorf("%s: DWARF: %w", name, err)
+	}
+	t.data = d
+	return t, nil
+}
