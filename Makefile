@@ -59,7 +59,7 @@ race:
 # The kernel model, triage and the main gdb sessions again with types from
 # the vmlinux's DWARF instead of its .BTF (symbols.TypesEnv), as on a
 # kernel built without CONFIG_DEBUG_INFO_BTF, on the 6.1 and 6.12 fixtures.
-DWARF_CMD_TESTS := TestGDBSession|TestGDBMonitor|TestGDBModuleCrash|TestGDBNoTypes|TestCLI.*
+DWARF_CMD_TESTS := TestGDBSession|TestGDBMonitor|TestGDBModuleCrash|TestGDBNoTypes|TestGDBThreadFilters
 
 types-dwarf:
 	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test -count=1 ./kernel ./triage
