@@ -5,7 +5,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
-	"runtime"
+	"sort"
 	"strings"
 	"sync"
 
@@ -18,8 +18,9 @@ import (
 // Memory stays bounded: the sections are mapped, not read (the 6.1
 // vmlinux has 164 MB of .debug_info), and no DIE tree is built. The first
 // question builds a name index in one pass over the top-level DIEs of
-// every compilation unit, skipping children by DW_AT_sibling; members are
-// read from the DIEs when a struct is first asked about, then cached.
+// every compilation unit with a scanner of its own (dwarfscan.go),
+// skipping children by DW_AT_sibling; members are read with debug/dwarf
+// when a struct is first asked about, then cached.
 //
 // A name defined in several units (every unit including a header has its
 // own copy) resolves to the first complete definition in .debug_info
@@ -30,18 +31,17 @@ import (
 // model reads (TestTypesAgree).
 type DWARFTypes struct {
 	path  string
-	data  *dwarf.Data
-	info  []byte // .debug_info, to split the index pass by unit
+	sec   map[string][]byte
+	scan  *dwarfScanner
 	unmap func()
 
-	once    sync.Once
-	idxErr  error
-	structs map[string]dwarf.Offset // struct, union (and typedef to one)
-	enums   map[string]dwarf.Offset
-	typedef map[string]dwarf.Offset
-	values  map[string]int64 // enumerator -> value
+	once   sync.Once
+	idxErr error
+	ix     *dwarfNameIndex
 
 	mu      sync.Mutex
+	units   map[uint64]*unitData // by start, made when first read
+	whole   *dwarf.Data          // all of .debug_info, made only if needed
 	members map[dwarf.Offset]*dwarfStruct
 }
 
@@ -62,24 +62,121 @@ var dwarfSections = []string{".debug_info", ".debug_abbrev", ".debug_str", ".deb
 
 // NewDWARFTypes builds a type source from raw DWARF sections (by ELF
 // name; .debug_info and .debug_abbrev are required). name is used in
-// errors.
-func NewDWARFTypes(name string, sec map[string][]byte) (t *DWARFTypes, err error) {
+// errors. Nothing is decoded until the first question.
+func NewDWARFTypes(name string, sec map[string][]byte) (*DWARFTypes, error) {
 	if len(sec[".debug_info"]) == 0 || len(sec[".debug_abbrev"]) == 0 {
 		return nil, fmt.Errorf("%s: %w: no DWARF (.debug_info, .debug_abbrev)", name, ErrNoType)
 	}
-	defer guard(name, &err)
-	d, err := dwarf.New(sec[".debug_abbrev"], nil, nil, sec[".debug_info"], nil, nil, nil, sec[".debug_str"])
+	scan := &dwarfScanner{file: name, info: sec[".debug_info"], abbrevSec: sec[".debug_abbrev"], str: sec[".debug_str"],
+		lineStr: sec[".debug_line_str"], strOffsets: sec[".debug_str_offsets"]}
+	return &DWARFTypes{path: name, sec: sec, scan: scan, units: map[uint64]*unitData{}, members: map[dwarf.Offset]*dwarfStruct{}}, nil
+}
+
+// newData makes a debug/dwarf reader of info (the whole .debug_info or
+// one unit of it) with the other sections.
+func (t *DWARFTypes) newData(info []byte) (d *dwarf.Data, err error) {
+	defer guard(t.path, &err)
+	d, err = dwarf.New(t.sec[".debug_abbrev"], nil, nil, info, nil, nil, nil, t.sec[".debug_str"])
 	if err != nil {
-		return nil, fmt.Errorf("%s: DWARF: %w", name, err)
+		return nil, fmt.Errorf("%s: DWARF: %w", t.path, err)
 	}
 	for _, s := range dwarfSections[3:] {
-		if len(sec[s]) > 0 {
-			if err := d.AddSection(s, sec[s]); err != nil {
-				return nil, fmt.Errorf("%s: DWARF %s: %w", name, s, err)
+		if len(t.sec[s]) > 0 {
+			if err := d.AddSection(s, t.sec[s]); err != nil {
+				return nil, fmt.Errorf("%s: DWARF %s: %w", t.path, s, err)
 			}
 		}
 	}
-	return &DWARFTypes{path: name, data: d, info: sec[".debug_info"], members: map[dwarf.Offset]*dwarfStruct{}}, nil
+	return d, nil
+}
+
+// unitData is a debug/dwarf reader for the DIEs of one unit. debug/dwarf
+// parses every unit's abbreviations when it is made, which on a kernel
+// costs more than the name index; made of one unit's bytes it costs
+// that unit's. Its offsets are the unit's own, base less than the file's.
+type unitData struct {
+	start, end uint64
+	data       *dwarf.Data
+	base       dwarf.Offset
+}
+
+// unitAt returns (making it once) the reader of the unit holding off.
+func (t *DWARFTypes) unitAt(off dwarf.Offset) (*unitData, error) {
+	us := t.scan.units
+	i := sort.Search(len(us), func(i int) bool { return us[i].end > uint64(off) })
+	if i == len(us) || uint64(off) < us[i].start {
+		return nil, fmt.Errorf("%s: .debug_info at 0x%x: %w: no unit holds the offset", t.path, off, ErrMalformedDWARF)
+	}
+	u := us[i]
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d, ok := t.units[u.start]; ok {
+		return d, nil
+	}
+	ud := &unitData{start: u.start, end: u.end, base: dwarf.Offset(u.start)}
+	if u.refAddr {
+		// A DW_FORM_ref_addr is a file offset: only a reader of the
+		// whole section follows it.
+		if t.whole == nil {
+			d, err := t.newData(t.scan.info)
+			if err != nil {
+				return nil, err
+			}
+			t.whole = d
+		}
+		ud.data, ud.base = t.whole, 0
+	} else {
+		d, err := t.newData(t.scan.info[u.start:u.end])
+		if err != nil {
+			return nil, err
+		}
+		ud.data = d
+	}
+	t.units[u.start] = ud
+	return ud, nil
+}
+
+// dieCursor reads DIEs through the reader of their unit; every offset
+// it takes and returns is the file's.
+type dieCursor struct {
+	t    *DWARFTypes
+	r    *dwarf.Reader
+	unit *unitData
+}
+
+func (c *dieCursor) seek(off dwarf.Offset) error {
+	if c.unit == nil || uint64(off) < c.unit.start || uint64(off) >= c.unit.end {
+		u, err := c.t.unitAt(off)
+		if err != nil {
+			return err
+		}
+		c.unit, c.r = u, u.data.Reader()
+	}
+	c.r.Seek(off - c.unit.base)
+	return nil
+}
+
+func (c *dieCursor) Next() (*dwarf.Entry, error) {
+	if c.r == nil {
+		return nil, nil
+	}
+	e, err := c.r.Next()
+	if err != nil || e == nil || c.unit.base == 0 {
+		return e, err
+	}
+	e.Offset += c.unit.base
+	for i := range e.Field {
+		if o, ok := e.Field[i].Val.(dwarf.Offset); ok && e.Field[i].Class == dwarf.ClassReference {
+			e.Field[i].Val = o + c.unit.base
+		}
+	}
+	return e, nil
+}
+
+func (c *dieCursor) SkipChildren() {
+	if c.r != nil {
+		c.r.SkipChildren()
+	}
 }
 
 // guard turns a panic of the DWARF decoder on hostile input into an error.
@@ -142,191 +239,12 @@ func (v *Vmlinux) loadDWARF() (*DWARFTypes, error) {
 	return t, nil
 }
 
-// unitStarts returns the offsets of the first DIE of every unit in
-// .debug_info, read from the unit headers (debug/dwarf seeks to DIEs, not
-// headers), so the index pass can be split between workers.
-func unitStarts(info []byte) []dwarf.Offset {
-	var out []dwarf.Offset
-	le := binary.LittleEndian
-	for off := uint64(0); off+4 <= uint64(len(info)); {
-		n := uint64(le.Uint32(info[off:]))
-		hdr, word := uint64(4), uint64(4)
-		if n == 0xffffffff {
-			if off+12 > uint64(len(info)) {
-				break
-			}
-			n, hdr, word = le.Uint64(info[off+4:]), 12, 8
-		}
-		if n < 2 || n > uint64(len(info))-off-hdr {
-			break
-		}
-		// version, then (v5) unit type, address size, abbrev offset and
-		// per type extras; (v2-4) abbrev offset, address size.
-		die := off + hdr + 2 + word + 1
-		if v := le.Uint16(info[off+hdr:]); v >= 5 {
-			die++
-			switch info[off+hdr+2] {
-			case 2, 6: // DW_UT_type, DW_UT_split_type
-				die += 8 + word
-			case 4, 5: // DW_UT_skeleton, DW_UT_split_compile
-				die += 8
-			}
-		}
-		if die < off+hdr+n {
-			out = append(out, dwarf.Offset(die))
-		}
-		off += hdr + n
-	}
-	return out
-}
-
-// dwarfIndex is one worker's share of the name index, first
-// definitions in unit order.
-type dwarfIndex struct {
-	structs, empty, enums, typedef map[string]dwarf.Offset
-	values                         map[string]int64
-	err                            error
-}
-
 func (t *DWARFTypes) index() error {
 	t.once.Do(func() {
-		starts := unitStarts(t.info)
-		workers := min(runtime.GOMAXPROCS(0), 4, max(len(starts), 1))
-		parts := make([]dwarfIndex, workers)
-		var wg sync.WaitGroup
-		for w := range parts {
-			lo, hi := len(starts)*w/workers, len(starts)*(w+1)/workers
-			begin, end := dwarf.Offset(0), dwarf.Offset(0)
-			if lo < hi {
-				begin, end = starts[lo], dwarf.Offset(len(t.info))
-			}
-			if hi < len(starts) {
-				end = starts[hi]
-			}
-			wg.Add(1)
-			go func(p *dwarfIndex) {
-				defer wg.Done()
-				*p = t.indexRange(begin, end)
-			}(&parts[w])
-		}
-		wg.Wait()
-		t.structs, t.enums, t.typedef, t.values = map[string]dwarf.Offset{}, map[string]dwarf.Offset{}, map[string]dwarf.Offset{}, map[string]int64{}
-		empty := map[string]dwarf.Offset{}
-		for _, p := range parts {
-			if p.err != nil && t.idxErr == nil {
-				t.idxErr = p.err
-			}
-			merge(t.structs, p.structs)
-			merge(empty, p.empty)
-			merge(t.enums, p.enums)
-			merge(t.typedef, p.typedef)
-			for k, v := range p.values {
-				if _, ok := t.values[k]; !ok {
-					t.values[k] = v
-				}
-			}
-		}
-		for k, v := range empty {
-			if _, ok := t.structs[k]; !ok {
-				t.structs[k] = v
-			}
-		}
+		t.ix, t.idxErr = t.scan.buildIndex()
+		t.scan.cur = nil // only the index pass reads abbreviations
 	})
 	return t.idxErr
-}
-
-func merge(dst, src map[string]dwarf.Offset) {
-	for k, v := range src {
-		if _, ok := dst[k]; !ok {
-			dst[k] = v
-		}
-	}
-}
-
-// indexRange indexes the units starting in [begin, end).
-func (t *DWARFTypes) indexRange(begin, end dwarf.Offset) (p dwarfIndex) {
-	p = dwarfIndex{structs: map[string]dwarf.Offset{}, empty: map[string]dwarf.Offset{}, enums: map[string]dwarf.Offset{},
-		typedef: map[string]dwarf.Offset{}, values: map[string]int64{}}
-	defer guard(t.path, &p.err)
-	if begin >= end {
-		return p
-	}
-	r := t.data.Reader()
-	r.Seek(begin)
-	for {
-		cu, err := r.Next()
-		if err != nil {
-			p.err = fmt.Errorf("%s: .debug_info: %w", t.path, err)
-			return p
-		}
-		if cu == nil || cu.Offset >= end {
-			return p
-		}
-		if !cu.Children {
-			continue
-		}
-		for {
-			e, err := r.Next()
-			if err != nil {
-				p.err = fmt.Errorf("%s: .debug_info at 0x%x: %w", t.path, cu.Offset, err)
-				return p
-			}
-			if e == nil || e.Tag == 0 {
-				break
-			}
-			name, _ := e.Val(dwarf.AttrName).(string)
-			decl, _ := e.Val(dwarf.AttrDeclaration).(bool)
-			switch {
-			case decl:
-			case e.Tag == dwarf.TagStructType || e.Tag == dwarf.TagUnionType:
-				if name == "" {
-					break
-				}
-				if _, ok := p.structs[name]; !ok && e.Children {
-					p.structs[name] = e.Offset
-				} else if _, ok := p.empty[name]; !ok && !e.Children {
-					p.empty[name] = e.Offset
-				}
-			case e.Tag == dwarf.TagTypedef:
-				if _, ok := p.typedef[name]; !ok && name != "" {
-					p.typedef[name] = e.Offset
-				}
-			case e.Tag == dwarf.TagEnumerationType && e.Children:
-				if _, seen := p.enums[name]; seen && name != "" {
-					break // the same enum from another unit
-				}
-				if name != "" {
-					p.enums[name] = e.Offset
-				}
-				// Enumerators are the enum's children: read, not skipped.
-				for {
-					c, err := r.Next()
-					if err != nil {
-						p.err = fmt.Errorf("%s: .debug_info at 0x%x: %w", t.path, e.Offset, err)
-						return p
-					}
-					if c == nil || c.Tag == 0 {
-						break
-					}
-					if c.Tag == dwarf.TagEnumerator {
-						n, _ := c.Val(dwarf.AttrName).(string)
-						if v, ok := constant(c.Val(dwarf.AttrConstValue)); ok && n != "" {
-							if _, dup := p.values[n]; !dup {
-								p.values[n] = v
-							}
-						}
-					}
-					if c.Children {
-						r.SkipChildren()
-					}
-				}
-				continue
-			}
-			if e.Children {
-				r.SkipChildren()
-			}
-		}
-	}
 }
 
 func constant(v any) (int64, bool) {
@@ -340,8 +258,10 @@ func constant(v any) (int64, bool) {
 }
 
 // entry reads the DIE at off.
-func (t *DWARFTypes) entry(r *dwarf.Reader, off dwarf.Offset) (*dwarf.Entry, error) {
-	r.Seek(off)
+func (t *DWARFTypes) entry(r *dieCursor, off dwarf.Offset) (*dwarf.Entry, error) {
+	if err := r.seek(off); err != nil {
+		return nil, err
+	}
 	e, err := r.Next()
 	if err != nil {
 		return nil, fmt.Errorf("%s: .debug_info at 0x%x: %w", t.path, off, err)
@@ -354,7 +274,7 @@ func (t *DWARFTypes) entry(r *dwarf.Reader, off dwarf.Offset) (*dwarf.Entry, err
 
 // resolve follows typedefs and qualifiers to the type they name, with a
 // bound against loops.
-func (t *DWARFTypes) resolve(r *dwarf.Reader, off dwarf.Offset) (*dwarf.Entry, error) {
+func (t *DWARFTypes) resolve(r *dieCursor, off dwarf.Offset) (*dwarf.Entry, error) {
 	for i := 0; i < 64; i++ {
 		e, err := t.entry(r, off)
 		if err != nil {
@@ -375,7 +295,7 @@ func (t *DWARFTypes) resolve(r *dwarf.Reader, off dwarf.Offset) (*dwarf.Entry, e
 }
 
 // layout reads (once) the members of the struct or union at off.
-func (t *DWARFTypes) layout(r *dwarf.Reader, e *dwarf.Entry) (*dwarfStruct, error) {
+func (t *DWARFTypes) layout(r *dieCursor, e *dwarf.Entry) (*dwarfStruct, error) {
 	t.mu.Lock()
 	s, ok := t.members[e.Offset]
 	t.mu.Unlock()
@@ -438,7 +358,7 @@ func isAggregate(e *dwarf.Entry) bool {
 
 // findMember looks name up among s's members, descending into anonymous
 // structs and unions; it returns the bit offset and the member's type.
-func (t *DWARFTypes) findMember(r *dwarf.Reader, s *dwarfStruct, name string, depth int) (uint64, dwarf.Offset, bool, error) {
+func (t *DWARFTypes) findMember(r *dieCursor, s *dwarfStruct, name string, depth int) (uint64, dwarf.Offset, bool, error) {
 	if depth > 16 {
 		return 0, 0, false, nil
 	}
@@ -469,13 +389,13 @@ func (t *DWARFTypes) findMember(r *dwarf.Reader, s *dwarfStruct, name string, de
 
 // lookupStruct finds a struct or union by name (or a typedef naming one,
 // as `typedef struct {...} name` does).
-func (t *DWARFTypes) lookupStruct(r *dwarf.Reader, name string) (*dwarf.Entry, error) {
+func (t *DWARFTypes) lookupStruct(r *dieCursor, name string) (*dwarf.Entry, error) {
 	if err := t.index(); err != nil {
 		return nil, err
 	}
-	off, ok := t.structs[name]
+	off, ok := t.ix.structs[name]
 	if !ok {
-		td, ok := t.typedef[name]
+		td, ok := t.ix.typedef[name]
 		if !ok {
 			return nil, fmt.Errorf("%w: struct %s", ErrNoType, name)
 		}
@@ -495,7 +415,7 @@ func (t *DWARFTypes) lookupStruct(r *dwarf.Reader, name string) (*dwarf.Entry, e
 // bit offset and the DIE offset of the last member's type.
 func (t *DWARFTypes) walk(structName, path string) (bits uint64, typ dwarf.Offset, err error) {
 	defer guard(t.path, &err)
-	r := t.data.Reader()
+	r := &dieCursor{t: t}
 	e, err := t.lookupStruct(r, structName)
 	if err != nil {
 		return 0, 0, err
@@ -542,7 +462,7 @@ func (t *DWARFTypes) Offset(structName, path string) (uint64, error) {
 // Sizeof returns the size in bytes of a struct or union.
 func (t *DWARFTypes) Sizeof(structName string) (n uint64, err error) {
 	defer guard(t.path, &err)
-	e, err := t.lookupStruct(t.data.Reader(), structName)
+	e, err := t.lookupStruct(&dieCursor{t: t}, structName)
 	if err != nil {
 		return 0, err
 	}
@@ -562,7 +482,7 @@ func (t *DWARFTypes) ArrayLen(structName, path string) (n uint64, err error) {
 		return 0, err
 	}
 	defer guard(t.path, &err)
-	r := t.data.Reader()
+	r := &dieCursor{t: t}
 	e, err := t.resolve(r, typ)
 	if err != nil {
 		return 0, err
@@ -599,12 +519,12 @@ func (t *DWARFTypes) Enum(name string) (m map[string]int64, err error) {
 	if err := t.index(); err != nil {
 		return nil, err
 	}
-	off, ok := t.enums[name]
+	off, ok := t.ix.enums[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: enum %s", ErrNoType, name)
 	}
 	defer guard(t.path, &err)
-	r := t.data.Reader()
+	r := &dieCursor{t: t}
 	if _, err := t.entry(r, off); err != nil {
 		return nil, err
 	}
@@ -634,7 +554,7 @@ func (t *DWARFTypes) EnumValue(name string) (int64, error) {
 	if err := t.index(); err != nil {
 		return 0, err
 	}
-	v, ok := t.values[name]
+	v, ok := t.ix.values[name]
 	if !ok {
 		return 0, fmt.Errorf("%w: enumerator %s", ErrNoType, name)
 	}
@@ -652,9 +572,12 @@ func (t *DWARFTypes) Close() error {
 
 // DWARFTypesFromELF builds a type source from an ELF file's DWARF
 // sections, each read after checking its size against limit. A
-// relocatable object (gcc -c) has its relocations applied by debug/elf.
+// relocatable object's (gcc -c) relocations are applied to them.
 func DWARFTypesFromELF(name string, f *elf.File, limit uint64) (t *DWARFTypes, err error) {
 	defer guard(name, &err)
+	if f.ByteOrder != binary.LittleEndian {
+		return nil, fmt.Errorf("%s: big-endian DWARF is not supported", name)
+	}
 	sec := map[string][]byte{}
 	for _, n := range dwarfSections {
 		s := f.Section(n)
@@ -670,14 +593,65 @@ func DWARFTypesFromELF(name string, f *elf.File, limit uint64) (t *DWARFTypes, e
 		}
 		sec[n] = d
 	}
-	t, err = NewDWARFTypes(name, sec)
-	if err != nil || f.Type != elf.ET_REL {
-		return t, err
+	if f.Type == elf.ET_REL {
+		if err := relocateDWARF(name, f, sec, limit); err != nil {
+			return nil, err
+		}
 	}
-	d, err := f.DWARF()
-	if err != nil {
-		return nil, fmt.Errorf("%s: DWARF: %w", name, err)
+	return NewDWARFTypes(name, sec)
+}
+
+// relocateDWARF applies an x86-64 object's RELA relocations to the DWARF
+// sections read (section offsets such as DW_FORM_strp are relocated in a
+// .o), as the linker would: S + A for R_X86_64_64 and R_X86_64_32.
+func relocateDWARF(name string, f *elf.File, sec map[string][]byte, limit uint64) error {
+	if f.Machine != elf.EM_X86_64 {
+		return nil
 	}
-	t.data = d
-	return t, nil
+	var syms []elf.Symbol
+	for _, rs := range f.Sections {
+		if rs.Type != elf.SHT_RELA || int(rs.Info) >= len(f.Sections) {
+			continue
+		}
+		dst := sec[f.Sections[rs.Info].Name]
+		if dst == nil {
+			continue
+		}
+		if rs.Size > limit || rs.Size%24 != 0 {
+			return fmt.Errorf("%s: relocation section %s at offset 0x%x: %d bytes (a multiple of 24, at most %d)", name, rs.Name, rs.Offset, rs.Size, limit)
+		}
+		rels, err := rs.Data()
+		if err != nil {
+			return fmt.Errorf("%s: relocation section %s at offset 0x%x: %w", name, rs.Name, rs.Offset, err)
+		}
+		if syms == nil {
+			if syms, err = f.Symbols(); err != nil {
+				return fmt.Errorf("%s: symbol table: %w", name, err)
+			}
+		}
+		le := binary.LittleEndian
+		for i := 0; i+24 <= len(rels); i += 24 {
+			off, info, addend := le.Uint64(rels[i:]), le.Uint64(rels[i+8:]), le.Uint64(rels[i+16:])
+			n := info >> 32
+			if n == 0 || n > uint64(len(syms)) {
+				continue
+			}
+			s := syms[n-1]
+			if s.Section == elf.SHN_UNDEF || s.Section >= elf.SHN_LORESERVE {
+				continue
+			}
+			v := s.Value + addend
+			switch elf.R_X86_64(info & 0xffffffff) {
+			case elf.R_X86_64_64:
+				if off <= uint64(len(dst)) && uint64(len(dst))-off >= 8 {
+					le.PutUint64(dst[off:], v)
+				}
+			case elf.R_X86_64_32:
+				if off <= uint64(len(dst)) && uint64(len(dst))-off >= 4 {
+					le.PutUint32(dst[off:], uint32(v))
+				}
+			}
+		}
+	}
+	return nil
 }
