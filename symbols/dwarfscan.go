@@ -195,6 +195,7 @@ type dwarfScanner struct {
 	strOffsets []byte
 	cur        *abbrevTable // the last table parsed
 	units      []unitSpan   // every unit, in order, once the index is built
+	seenBits   []uint64     // while the index is built: see seen
 }
 
 type abbrevKey struct {
@@ -466,13 +467,21 @@ func (s *dwarfScanner) nextUnit(off uint64) (scanUnit, error) {
 
 // die is the little the index needs of one DIE.
 type die struct {
-	off      uint64
-	a        *abbrev
-	name     []byte // nil when absent or not a string
-	decl     bool
-	sibling  uint64 // 0 when absent
-	value    int64
-	hasValue bool
+	off  uint64
+	a    *abbrev
+	name []byte // nil when absent or not a string
+	// A name in a string section is read only when needed (loadName):
+	// most are seen before, which strOff (offset in .debug_str + 1, 0 for
+	// a name elsewhere) tells without reading them.
+	nameSec     []byte
+	nameSecName string
+	nameOff     uint64
+	lazyName    bool
+	strOff      uint64
+	decl        bool
+	sibling     uint64 // 0 when absent
+	value       int64
+	hasValue    bool
 }
 
 // dieReader reads the DIEs of one unit.
@@ -684,11 +693,24 @@ func (r *dieReader) name(d *die, form uint32) bool {
 	if off >= uint64(len(sec)) {
 		return r.fail(d.off, "DW_AT_name at %s 0x%x: past the end (%d bytes)", secName, off, len(sec))
 	}
-	i := bytes.IndexByte(sec[off:], 0)
-	if i < 0 {
-		return r.fail(d.off, "DW_AT_name at %s 0x%x: no terminating NUL", secName, off)
+	d.nameSec, d.nameSecName, d.nameOff, d.lazyName = sec, secName, off, true
+	if secName == ".debug_str" {
+		d.strOff = off + 1
 	}
-	d.name = sec[off : off+uint64(i)]
+	return true
+}
+
+// loadName reads the name name() located.
+func (r *dieReader) loadName(d *die) bool {
+	if !d.lazyName {
+		return true
+	}
+	d.lazyName = false
+	i := bytes.IndexByte(d.nameSec[d.nameOff:], 0)
+	if i < 0 {
+		return r.fail(d.off, "DW_AT_name at %s 0x%x: no terminating NUL", d.nameSecName, d.nameOff)
+	}
+	d.name = d.nameSec[d.nameOff : d.nameOff+uint64(i)]
 	return true
 }
 
@@ -775,6 +797,8 @@ type dwarfNameIndex struct {
 func (s *dwarfScanner) buildIndex() (*dwarfNameIndex, error) {
 	ix := &dwarfNameIndex{structs: map[string]dwarf.Offset{}, enums: map[string]dwarf.Offset{}, typedef: map[string]dwarf.Offset{}, values: map[string]int64{}}
 	empty := map[string]dwarf.Offset{}
+	s.seenBits = make([]uint64, (uint64(len(s.str))*4+63)/64)
+	defer func() { s.seenBits = nil }()
 	for off := uint64(0); off < uint64(len(s.info)); {
 		u, err := s.nextUnit(off)
 		if err != nil {
@@ -822,11 +846,19 @@ func (s *dwarfScanner) indexUnit(u *scanUnit, ix *dwarfNameIndex, empty map[stri
 			}
 			break // the unit's null entry
 		}
-		if d.decl {
+		kind := indexKind(&d)
+		if d.decl || kind >= 0 && d.strOff != 0 && s.seen(d.strOff-1, kind) {
+			// A declaration, or a name this kind of entry already has.
 			if !r.skipChildren(&d) {
 				return r.err
 			}
 			continue
+		}
+		if !r.loadName(&d) {
+			return r.err
+		}
+		if kind >= 0 && d.strOff != 0 && len(d.name) > 0 {
+			s.mark(d.strOff-1, kind) // recorded below if it was not already
 		}
 		switch d.a.tag {
 		case dwarf.TagStructType, dwarf.TagUnionType:
@@ -866,6 +898,40 @@ func (s *dwarfScanner) indexUnit(u *scanUnit, ix *dwarfNameIndex, empty map[stri
 	return nil
 }
 
+// indexKind says which of the index's tables a named DIE goes to: 0
+// structs and unions with members, 1 without, 2 typedefs, 3 enums with
+// enumerators; -1 for the rest.
+func indexKind(d *die) int {
+	switch d.a.tag {
+	case dwarf.TagStructType, dwarf.TagUnionType:
+		if d.a.children {
+			return 0
+		}
+		return 1
+	case dwarf.TagTypedef:
+		return 2
+	case dwarf.TagEnumerationType:
+		if d.a.children {
+			return 3
+		}
+	}
+	return -1
+}
+
+// seen and mark keep, per .debug_str offset, which tables have the name
+// there (a linked kernel's strings are merged: one offset per name), so a
+// type repeated in every unit costs a bit test, not a map lookup.
+func (s *dwarfScanner) seen(off uint64, kind int) bool {
+	i := off*4 + uint64(kind)
+	return i/64 < uint64(len(s.seenBits)) && s.seenBits[i/64]&(1<<(i%64)) != 0
+}
+
+func (s *dwarfScanner) mark(off uint64, kind int) {
+	if i := off*4 + uint64(kind); i/64 < uint64(len(s.seenBits)) {
+		s.seenBits[i/64] |= 1 << (i % 64)
+	}
+}
+
 // unitStrOffsetsBase re-reads the unit DIE for DW_AT_str_offsets_base
 // (DW_FORM_strx indexes from there; debug/dwarf takes 0 when absent).
 func (r *dieReader) unitStrOffsetsBase(cu *die) uint64 {
@@ -893,7 +959,7 @@ func (r *dieReader) unitStrOffsetsBase(cu *die) uint64 {
 func (r *dieReader) enumerators(ix *dwarfNameIndex) bool {
 	for {
 		var c die
-		if !r.next(&c, dieAll) {
+		if !r.next(&c, dieAll) || !r.loadName(&c) {
 			return r.err == nil
 		}
 		if c.a.tag == dwarf.TagEnumerator && c.hasValue && len(c.name) > 0 {
