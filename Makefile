@@ -9,10 +9,10 @@ FUZZTIME ?= 3s
 FUZZ_TARGETS := \
 	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
 	./vmcore:FuzzFlattened ./vmcore:FuzzDecompress ./vmcore:FuzzPageTableWalk \
-	./symbols:FuzzBTF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
+	./symbols:FuzzBTF ./symbols:FuzzDWARF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
 	./unwind:FuzzORC ./unwind:FuzzCFI
 
-.PHONY: all build sample fixtures dap-adapter test race unit fuzz-smoke fuzz bench clean
+.PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench clean
 
 all: build
 
@@ -50,11 +50,21 @@ test: fixtures dap-adapter
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(MAKE) race
+	$(MAKE) types-dwarf
 	$(MAKE) fuzz-smoke
 
 race:
 	$(GO) test -race -count=1 ./gdbstub ./kernel
 	VMCORE_TEST_RACE=1 $(GO) test -race -count=1 -run '^($(RACE_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
+
+# The kernel model, triage and the main gdb sessions again with types from
+# the vmlinux's DWARF instead of its .BTF (symbols.TypesEnv), as on a
+# kernel built without CONFIG_DEBUG_INFO_BTF, on the 6.1 and 6.12 fixtures.
+DWARF_CMD_TESTS := TestGDBSession|TestGDBMonitor|TestGDBModuleCrash|TestGDBNoTypes|TestGDBThreadFilters
+
+types-dwarf:
+	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test -count=1 ./kernel ./triage
+	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test -count=1 -run '^($(DWARF_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
 
 unit:
 	$(GO) test -count=1 ./...

@@ -34,7 +34,7 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 		unwind.RAX: "ax", unwind.RCX: "cx", unwind.RDX: "dx", unwind.RSI: "si", unwind.RDI: "di",
 		unwind.RIP: "ip", unwind.CS: "cs", unwind.EFLAGS: "flags", unwind.RSP: "sp", unwind.SS: "ss",
 	} {
-		off, err := k.BTF.Offset("pt_regs", member)
+		off, err := k.Types.Offset("pt_regs", member)
 		if err != nil {
 			return nil, err
 		}

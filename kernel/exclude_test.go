@@ -10,7 +10,7 @@ import (
 // taskPages lists the physical pages holding a task's task_struct.
 func taskPages(t *testing.T, k *Kernel, task *Task) []uint64 {
 	t.Helper()
-	size, err := k.BTF.Sizeof("task_struct")
+	size, err := k.Types.Sizeof("task_struct")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestRunningTaskUnreadable(t *testing.T) {
 // pidNodes lists the xa_node addresses of init_pid_ns's pid IDR, root first.
 func pidNodes(t *testing.T, k *Kernel) []uint64 {
 	t.Helper()
-	b := k.BTF
+	b := k.Types
 	ns, err := k.Symbol("init_pid_ns")
 	if err != nil {
 		t.Fatal(err)

@@ -26,9 +26,13 @@ type Kernel struct {
 	VM      *vmcore.Kernel
 	Vmlinux *symbols.Vmlinux // nil when working from the dump alone
 	Syms    Symbols
-	BTF     *symbols.BTF
-	Info    *vmcore.VMCOREINFO
-	KASLR   uint64
+	// Types is the kernel's type information: the vmlinux's .BTF, else
+	// its DWARF, else the dump's BTF; symbols.NoTypes when there is none,
+	// and then only what needs no struct layout works (CPUs, their
+	// registers, memory, symbols).
+	Types symbols.Types
+	Info  *vmcore.VMCOREINFO
+	KASLR uint64
 
 	CPUs     []*CPU
 	Tasks    []*Task // running tasks first in CPU order, then by pid
@@ -94,7 +98,7 @@ type Task struct {
 	CommSource string
 }
 
-// offsets are the struct layouts this package reads, from BTF.
+// offsets are the struct layouts this package reads, from k.Types.
 type offsets struct {
 	taskTasks, taskPID, taskTGID, taskComm, taskState, taskStack uint64
 	taskSP, taskMM, taskCPU, taskSignal, taskThreadNode          uint64
@@ -125,8 +129,58 @@ func (s vmlinuxSymbols) Lookup(addr uint64) (string, uint64, bool) {
 }
 
 // Load builds the model from a dump and its vmlinux: it reads the per-CPU
-// run queues and walks every task list once.
+// run queues and walks every task list once. Types come from the
+// vmlinux's .BTF, else its DWARF, else the dump's BTF; with none the
+// model holds the CPUs only (see HasTypes).
 func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
+	info, err := checkVmlinux(d, v)
+	if err != nil {
+		return nil, err
+	}
+	syms := vmlinuxSymbols{v, info.KernelOffset}
+	types, err := v.Types()
+	if err != nil {
+		// Forced to one of the vmlinux's sources (symbols.TypesEnv), the
+		// dump's BTF is not a substitute.
+		mode, merr := symbols.TypesMode()
+		if merr != nil {
+			return nil, merr
+		}
+		var berr error
+		types = nil
+		if mode == "auto" {
+			vm, kerr := d.Kernel()
+			if kerr != nil {
+				return nil, kerr
+			}
+			var b *symbols.BTF
+			if b, berr = dumpBTF(dumpMem{vm}, syms); berr == nil {
+				types = b
+			}
+		}
+		if types == nil {
+			reason := err.Error()
+			if berr != nil {
+				reason += "; " + berr.Error()
+			}
+			types = symbols.NoTypes{Reason: reason}
+		}
+	}
+	return load(d, info, v, syms, types)
+}
+
+// LoadWithTypes is Load with the type source given (a test compares
+// sources; a tool may bring its own).
+func LoadWithTypes(d *vmcore.Dump, v *symbols.Vmlinux, types symbols.Types) (*Kernel, error) {
+	info, err := checkVmlinux(d, v)
+	if err != nil {
+		return nil, err
+	}
+	return load(d, info, v, vmlinuxSymbols{v, info.KernelOffset}, types)
+}
+
+// checkVmlinux reads VMCOREINFO and checks that v is the dump's kernel.
+func checkVmlinux(d *vmcore.Dump, v *symbols.Vmlinux) (*vmcore.VMCOREINFO, error) {
 	info, err := d.VMCOREINFO()
 	if err != nil {
 		return nil, err
@@ -143,11 +197,29 @@ func Load(d *vmcore.Dump, v *symbols.Vmlinux) (*Kernel, error) {
 		}
 		return nil, fmt.Errorf("%s is not the kernel of this dump: it is %s (build id %s), the dump is %s (build id %s)", v.Path(), release, bid, info.OSRelease, info.BuildID)
 	}
-	b, err := v.BTF()
-	if err != nil {
-		return nil, err
+	return info, nil
+}
+
+var errNoDumpBTF = errors.New("the dumped kernel has no BTF (__start_BTF/__stop_BTF)")
+
+// dumpBTF reads the kernel's own BTF from the dumped memory
+// (__start_BTF..__stop_BTF, kernels built with CONFIG_DEBUG_INFO_BTF).
+func dumpBTF(mem dumpMem, syms Symbols) (*symbols.BTF, error) {
+	start, err1 := syms.Address("__start_BTF")
+	stop, err2 := syms.Address("__stop_BTF")
+	if err1 != nil || err2 != nil || stop <= start || stop-start > 1<<28 {
+		return nil, errNoDumpBTF
 	}
-	return load(d, info, v, vmlinuxSymbols{v, info.KernelOffset}, b)
+	raw := make([]byte, stop-start)
+	if err := mem.Read(raw, start); err != nil {
+		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
+	}
+	b, err := symbols.ParseBTF(raw)
+	if err != nil {
+		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
+	}
+	b.SetOrigin("BTF (the dump's __start_BTF)")
+	return b, nil
 }
 
 // LoadFromDump builds the model without a vmlinux: symbols from the
@@ -167,18 +239,12 @@ func LoadFromDump(d *vmcore.Dump) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: no vmlinux given and %w", strings.Join(d.Files(), ", "), err)
 	}
-	start, err1 := ks.Address("__start_BTF")
-	stop, err2 := ks.Address("__stop_BTF")
-	if err1 != nil || err2 != nil || stop <= start || stop-start > 1<<28 {
-		return nil, fmt.Errorf("%s: no vmlinux given and the dumped kernel has no BTF (__start_BTF/__stop_BTF): give the vmlinux", strings.Join(d.Files(), ", "))
-	}
-	raw := make([]byte, stop-start)
-	if err := mem.Read(raw, start); err != nil {
-		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
-	}
-	b, err := symbols.ParseBTF(raw)
+	b, err := dumpBTF(mem, ks)
 	if err != nil {
-		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
+		if errors.Is(err, errNoDumpBTF) {
+			return nil, fmt.Errorf("%s: no vmlinux given and the dumped kernel has no BTF (__start_BTF/__stop_BTF): give the vmlinux", strings.Join(d.Files(), ", "))
+		}
+		return nil, err
 	}
 	return load(d, info, nil, ks, b)
 }
@@ -187,13 +253,16 @@ type dumpMem struct{ vm *vmcore.Kernel }
 
 func (m dumpMem) Read(p []byte, addr uint64) error { _, err := m.vm.Read(p, addr); return err }
 
-func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symbols, b *symbols.BTF) (*Kernel, error) {
+func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symbols, b symbols.Types) (*Kernel, error) {
 	vm, err := d.Kernel()
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{Dump: d, VM: vm, Vmlinux: v, Syms: syms, BTF: b, Info: info, KASLR: info.KernelOffset,
+	k := &Kernel{Dump: d, VM: vm, Vmlinux: v, Syms: syms, Types: b, Info: info, KASLR: info.KernelOffset,
 		byAddr: map[uint64]*Task{}, userAS: map[uint64]*vmcore.PageTable{}, PanicCPU: -1}
+	if none, ok := b.(symbols.NoTypes); ok {
+		return k, k.loadWithoutTypes(none)
+	}
 	if err := k.loadOffsets(); err != nil {
 		return nil, err
 	}
@@ -214,6 +283,44 @@ func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symb
 	return k, nil
 }
 
+// loadWithoutTypes builds what needs no struct layout: the CPUs, each
+// with its saved registers and one task standing for what it ran (pid
+// from its note when the note has one), memory and symbols.
+func (k *Kernel) loadWithoutTypes(none symbols.NoTypes) error {
+	if pob, err := k.Symbol("page_offset_base"); err == nil {
+		if base, err := k.ReadU64(pob); err == nil {
+			k.VM.SetDirectMap(base)
+		}
+	}
+	if err := k.loadCPUs(); err != nil {
+		return err
+	}
+	k.loadRegisters()
+	k.warn("%v: only the CPUs and their saved registers are shown, one thread per CPU", none.Err())
+	why := none.Err()
+	for _, c := range k.CPUs {
+		t := &Task{PID: -1, TGID: -1, CPU: c.ID, State: 'R', Unreadable: why.Error(), OnCPU: c}
+		if c.HasNotePID {
+			t.PID, t.TGID = c.NotePID, c.NotePID
+			t.IsIdle = c.NotePID == 0
+		}
+		t.Comm = fmt.Sprintf("cpu%d", c.ID)
+		c.Curr = t
+		k.Tasks = append(k.Tasks, t)
+	}
+	if k.PanicCPU >= 0 {
+		k.CPUs[k.PanicCPU].Curr.Panic = true
+	}
+	return nil
+}
+
+// HasTypes says whether the model has type information; without it only
+// the CPUs, their registers, memory and symbols are known.
+func (k *Kernel) HasTypes() bool {
+	_, none := k.Types.(symbols.NoTypes)
+	return !none
+}
+
 func (k *Kernel) warn(format string, args ...any) {
 	k.warnMu.Lock()
 	k.warnings = append(k.warnings, fmt.Sprintf(format, args...))
@@ -229,7 +336,7 @@ func (k *Kernel) Warnings() []string {
 }
 
 func (k *Kernel) loadOffsets() error {
-	b := k.BTF
+	b := k.Types
 	o := &k.off
 	var errs []error
 	get := func(s, m string) uint64 {
@@ -612,7 +719,7 @@ func (k *Kernel) commFromLog(cpu int, pid int32) (string, string) {
 // a task already found or one it cannot read.
 func (k *Kernel) walkTasksBackwards(head uint64, seen map[uint64]bool, add func(*Task)) {
 	o := &k.off
-	prevOff, err := k.BTF.Offset("list_head", "prev")
+	prevOff, err := k.Types.Offset("list_head", "prev")
 	if err != nil {
 		return
 	}

@@ -166,7 +166,7 @@ func TestModel(t *testing.T) {
 			if err1 != nil || err2 != nil || threadSize == 0 || threadSize > 1<<20 {
 				t.Fatalf("THREAD_SIZE: %v %v %d", err1, err2, threadSize)
 			}
-			ptRegsSize, _ := k.BTF.Sizeof("pt_regs")
+			ptRegsSize, _ := k.Types.Sizeof("pt_regs")
 			for _, cpu := range k.CPUs {
 				task := cpu.Curr
 				r := cpu.Regs

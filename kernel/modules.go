@@ -58,7 +58,7 @@ func (k *Kernel) Modules() ([]*Module, error) {
 }
 
 func (k *Kernel) loadModules() ([]*Module, error) {
-	b := k.BTF
+	b := k.Types
 	head, err := k.Symbol("modules")
 	if err != nil {
 		return nil, err
@@ -185,7 +185,7 @@ func (k *Kernel) readCString(addr uint64, max int) (string, error) {
 // view): struct module_sect_attrs { grp; nsections; attrs[] } with each
 // attr's battr.attr.name and address.
 func (k *Kernel) moduleSections(m *Module) error {
-	b := k.BTF
+	b := k.Types
 	saOff, err := b.Offset("module", "sect_attrs")
 	if err != nil {
 		return err
@@ -243,7 +243,7 @@ func (k *Kernel) moduleSections(m *Module) error {
 // moduleKallsyms reads the module's own symbol table (mod->kallsyms), so
 // module addresses are named even without the .ko file.
 func (k *Kernel) moduleKallsyms(m *Module) error {
-	b := k.BTF
+	b := k.Types
 	ksOff, err := b.Offset("module", "kallsyms")
 	if err != nil {
 		return err
@@ -317,7 +317,7 @@ func (k *Kernel) moduleSymbol(addr uint64) string {
 
 // addModuleORC adds each module's ORC table (mod->arch) to the unwinder.
 func (k *Kernel) addModuleORC(u *unwind.Unwinder, mods []*Module) {
-	b := k.BTF
+	b := k.Types
 	numOff, err1 := b.Offset("module", "arch.num_orcs")
 	ipOff, err2 := b.Offset("module", "arch.orc_unwind_ip")
 	unwOff, err3 := b.Offset("module", "arch.orc_unwind")

@@ -9,7 +9,7 @@ import (
 // struct pid), which does not depend on the task list: when the list is
 // cut by a page the dump lacks, the tasks beyond the cut are still found.
 func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
-	b := k.BTF
+	b := k.Types
 	ns, err := k.Symbol("init_pid_ns")
 	if err != nil {
 		return 0, err

@@ -17,7 +17,7 @@ func (k *Kernel) Uname() (Utsname, error) {
 	if err != nil {
 		return Utsname{}, err
 	}
-	nameOff, err := k.BTF.Offset("uts_namespace", "name")
+	nameOff, err := k.Types.Offset("uts_namespace", "name")
 	if err != nil {
 		return Utsname{}, err
 	}
@@ -27,7 +27,7 @@ func (k *Kernel) Uname() (Utsname, error) {
 		dst    *string
 	}{{"sysname", &u.Sysname}, {"nodename", &u.Nodename}, {"release", &u.Release},
 		{"version", &u.Version}, {"machine", &u.Machine}, {"domainname", &u.Domainname}} {
-		off, err := k.BTF.Offset("new_utsname", f.member)
+		off, err := k.Types.Offset("new_utsname", f.member)
 		if err != nil {
 			return u, err
 		}
@@ -66,7 +66,7 @@ func (k *Kernel) atomicLong(sym string) (uint64, error) {
 
 // vmStat reads one item of vm_zone_stat or vm_node_stat, named by its enum.
 func (k *Kernel) vmStat(array, item string) (uint64, error) {
-	idx, err := k.BTF.EnumValue(item)
+	idx, err := k.Types.EnumValue(item)
 	if err != nil {
 		return 0, err
 	}
@@ -126,7 +126,7 @@ func (k *Kernel) MemInfo() MemInfo {
 	note("commit limit", err)
 	// vm_committed_as is a percpu_counter; its count is the folded total.
 	if a, err := k.Symbol("vm_committed_as"); err == nil {
-		off, err := k.BTF.Offset("percpu_counter", "count")
+		off, err := k.Types.Offset("percpu_counter", "count")
 		if err == nil {
 			v, err := k.ReadU64(a + off)
 			if int64(v) < 0 {
@@ -166,9 +166,9 @@ func (k *Kernel) hugetlbPages() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	size, err1 := k.BTF.Sizeof("hstate")
-	nrOff, err2 := k.BTF.Offset("hstate", "nr_huge_pages")
-	orderOff, err3 := k.BTF.Offset("hstate", "order")
+	size, err1 := k.Types.Sizeof("hstate")
+	nrOff, err2 := k.Types.Offset("hstate", "nr_huge_pages")
+	orderOff, err3 := k.Types.Offset("hstate", "order")
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return 0, err
 	}
@@ -192,7 +192,7 @@ func (k *Kernel) blockdevPages() (uint64, error) {
 	if err != nil || sb == 0 {
 		return 0, err
 	}
-	b := k.BTF
+	b := k.Types
 	inodesOff, err1 := b.Offset("super_block", "s_inodes")
 	listOff, err2 := b.Offset("inode", "i_sb_list")
 	mapOff, err3 := b.Offset("inode", "i_mapping")
@@ -234,7 +234,7 @@ func (k *Kernel) TaskMemory(t *Task) (TaskMem, error) {
 	if t.MM == 0 {
 		return TaskMem{}, nil
 	}
-	b := k.BTF
+	b := k.Types
 	vmOff, err := b.Offset("mm_struct", "total_vm")
 	if err != nil {
 		return TaskMem{}, err
@@ -301,7 +301,7 @@ func (k *Kernel) TaskMemory(t *Task) (TaskMem, error) {
 
 // Parent returns the pid of the task's real parent.
 func (k *Kernel) Parent(t *Task) (int32, error) {
-	off, err := k.BTF.Offset("task_struct", "real_parent")
+	off, err := k.Types.Offset("task_struct", "real_parent")
 	if err != nil {
 		return 0, err
 	}

@@ -47,7 +47,13 @@ type BTF struct {
 
 	enumOnce  sync.Once
 	enumIndex map[string]int64
+
+	origin string // where it was read, for messages
 }
+
+// SetOrigin names where b was read ("the vmlinux's .BTF", "the dump's
+// BTF"), for messages.
+func (b *BTF) SetOrigin(s string) { b.origin = s }
 
 type btfType struct {
 	name    string

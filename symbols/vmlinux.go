@@ -29,6 +29,10 @@ type Vmlinux struct {
 	btfErr  error
 	btfOnce sync.Once
 
+	dwarf     *DWARFTypes
+	dwarfErr  error
+	dwarfOnce sync.Once
+
 	sortOnce sync.Once
 	symtab   []elf.Symbol // in file order, until sorted is built
 	sorted   []elf.Symbol
@@ -74,7 +78,12 @@ func Open(path string) (*Vmlinux, error) {
 }
 
 // Close releases the file.
-func (v *Vmlinux) Close() error { return v.file.Close() }
+func (v *Vmlinux) Close() error {
+	if v.dwarf != nil {
+		v.dwarf.Close()
+	}
+	return v.file.Close()
+}
 
 // Path returns the file name.
 func (v *Vmlinux) Path() string { return v.path }
@@ -123,6 +132,7 @@ func (v *Vmlinux) loadBTF() (*BTF, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: .BTF section at offset 0x%x: %w", v.path, sec.Offset, err)
 	}
+	b.SetOrigin("BTF (" + v.path + ")")
 	return b, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 )
 
@@ -43,9 +44,22 @@ var ErrUsage = errors.New("usage")
 
 // Run executes one command line ("bt -a", "ps", ...). With asJSON the
 // output is one JSON value.
+// needsTypes says what each command cannot do without type information.
+var needsTypes = map[string]string{
+	"sys":  "read uptime, memory and the panic task (they need struct layouts)",
+	"ps":   "walk the task list (it needs struct task_struct's layout)",
+	"bt":   "unwind (finding each task's stack and frames needs struct layouts; gdb's own bt works on the CPU threads)",
+	"log":  "read the printk ring buffer (it needs struct printk_ringbuffer's layout)",
+	"kmem": "read the memory counters (they need the kernel's enums and struct layouts)",
+	"mod":  "walk the module list (it needs struct module's layout)",
+}
+
 func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 	if len(args) == 0 {
 		args = []string{"help"}
+	}
+	if need, ok := needsTypes[args[0]]; ok && !t.K.HasTypes() {
+		return fmt.Errorf("%s: cannot %s: %w", args[0], need, t.K.Types.(symbols.NoTypes).Err())
 	}
 	var v any
 	var err error

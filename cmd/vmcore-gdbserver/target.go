@@ -196,7 +196,18 @@ func (kt *kernelTarget) ThreadExtra(tid gdbstub.ThreadID) string {
 	if t.Panic {
 		s += " [panic]"
 	}
-	if t.Unreadable != "" {
+	switch {
+	case !kt.k.HasTypes():
+		// One thread per CPU: no task_struct can be read without types.
+		s = fmt.Sprintf("cpu %d [running]", t.CPU)
+		if t.PID >= 0 {
+			s = fmt.Sprintf("pid %d (from the CPU's note) cpu %d [running]", t.PID, t.CPU)
+		}
+		if t.Panic {
+			s += " [panic]"
+		}
+		s += " [" + t.Unreadable + "]"
+	case t.Unreadable != "":
 		s += " [task_struct not in the dump: " + t.Unreadable + "]"
 	}
 	return s

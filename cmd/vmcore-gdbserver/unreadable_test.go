@@ -29,7 +29,7 @@ func panicTaskPages(t *testing.T, set fixtures.Set, scenario string) (*kernel.Ta
 	if err != nil {
 		t.Fatal(err)
 	}
-	size, err := k.BTF.Sizeof("task_struct")
+	size, err := k.Types.Sizeof("task_struct")
 	if err != nil {
 		t.Fatal(err)
 	}
