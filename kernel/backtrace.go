@@ -28,6 +28,7 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 		name, off, ok := k.Syms.Lookup(pc)
 		return ok && off == 0 && name != ""
 	}
+	u.IsText = k.isText
 	for reg, member := range map[unwind.Reg]string{
 		unwind.R15: "r15", unwind.R14: "r14", unwind.R13: "r13", unwind.R12: "r12", unwind.RBP: "bp",
 		unwind.RBX: "bx", unwind.R11: "r11", unwind.R10: "r10", unwind.R9: "r9", unwind.R8: "r8",
@@ -62,6 +63,19 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 		}
 	}
 	return u, nil
+}
+
+// isText says whether addr is in the kernel's text (init text too: the
+// boot CPU's idle task returns into start_kernel) or in a module.
+func (k *Kernel) isText(addr uint64) bool {
+	for _, r := range [][2]string{{"_stext", "_etext"}, {"_sinittext", "_einittext"}} {
+		lo, err1 := k.Symbol(r[0])
+		hi, err2 := k.Symbol(r[1])
+		if err1 == nil && err2 == nil && addr >= lo && addr < hi {
+			return true
+		}
+	}
+	return k.inModules(addr)
 }
 
 // orcHeader returns the kernel's .orc_header bytes (absent before 6.3).

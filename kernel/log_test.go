@@ -12,7 +12,7 @@ import (
 // Every line the crashed kernel printed on its serial console is in the
 // log read from the dump, in order, with the same timestamp.
 func TestLogMatchesConsole(t *testing.T) {
-	for _, set := range fixtures.Sets(t) {
+	for _, set := range fixtures.SetsWith418(t) {
 		t.Run(set.Name, func(t *testing.T) { testLogMatchesConsole(t, set) })
 	}
 }

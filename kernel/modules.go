@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -183,7 +184,9 @@ func (k *Kernel) readCString(addr uint64, max int) (string, error) {
 
 // moduleSections reads module->sect_attrs (the /sys/module/*/sections
 // view): struct module_sect_attrs { grp; nsections; attrs[] } with each
-// attr's battr.attr.name and address.
+// attr's name and address. The name is battr.attr.name where the attribute
+// is a bin_attribute (5.8+), a plain name member before (4.18's
+// module_sect_attr { mattr; name; address }).
 func (k *Kernel) moduleSections(m *Module) error {
 	b := k.Types
 	saOff, err := b.Offset("module", "sect_attrs")
@@ -208,7 +211,10 @@ func (k *Kernel) moduleSections(m *Module) error {
 	}
 	nameOff, err := b.Offset("module_sect_attr", "battr.attr.name")
 	if err != nil {
-		return err
+		var err2 error
+		if nameOff, err2 = b.Offset("module_sect_attr", "name"); err2 != nil {
+			return fmt.Errorf("struct module_sect_attr has neither battr.attr.name nor name: %w", errors.Join(err, err2))
+		}
 	}
 	addrOff, err := b.Offset("module_sect_attr", "address")
 	if err != nil {
@@ -264,6 +270,10 @@ func (k *Kernel) moduleKallsyms(m *Module) error {
 	if num > 1<<20 {
 		return fmt.Errorf("%d symbols", num)
 	}
+	// Since the type letters got their own typetab (5.2), st_info is the
+	// ELF one; before, the kernel overwrote st_info with nm's letter.
+	_, terr := b.Offset("mod_kallsyms", "typetab")
+	elfInfo := terr == nil
 	const elfSymSize = 24 // Elf64_Sym: ELF's own layout
 	data := make([]byte, num*elfSymSize)
 	if err := k.Read(data, symtab); err != nil {
@@ -274,7 +284,7 @@ func (k *Kernel) moduleKallsyms(m *Module) error {
 		nameIdx := binary.LittleEndian.Uint32(s)
 		info := s[4]
 		value := binary.LittleEndian.Uint64(s[8:])
-		if info&0xf != 2 || value == 0 { // STT_FUNC
+		if value == 0 || (elfInfo && info&0xf != 2) || (!elfInfo && info|0x20 != 't') { // STT_FUNC, or nm's t/T
 			continue
 		}
 		name, err := k.readCString(strtab+uint64(nameIdx), 128)

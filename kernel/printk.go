@@ -11,13 +11,21 @@ type LogRecord struct {
 	Seq    uint64
 	TsNsec uint64
 	Text   string
+	// oldRing: from the log_buf of struct printk_log (before 5.10), whose
+	// console printed a prefix for every segment of the text, an empty one
+	// after a newline that ends it too.
+	oldRing bool
 }
 
 // String formats the record as the console prints it, one line per line
 // of text: "[    5.159539] text".
 func (r LogRecord) String() string {
 	prefix := fmt.Sprintf("[%5d.%06d] ", r.TsNsec/1e9, r.TsNsec%1e9/1e3)
-	return prefix + strings.ReplaceAll(strings.TrimRight(r.Text, "\n"), "\n", "\n"+prefix)
+	text := r.Text
+	if !r.oldRing {
+		text = strings.TrimRight(text, "\n")
+	}
+	return prefix + strings.ReplaceAll(text, "\n", "\n"+prefix)
 }
 
 // maxLogRecords bounds the walk of the log ring.
@@ -222,7 +230,7 @@ func (k *Kernel) logBuf() ([]LogRecord, error) {
 		if hdrSize+tlen > uint64(len(rec)) {
 			break
 		}
-		recs = append(recs, LogRecord{Seq: uint64(n), TsNsec: le64(rec[tsOff:]), Text: string(rec[hdrSize : hdrSize+tlen])})
+		recs = append(recs, LogRecord{Seq: uint64(n), TsNsec: le64(rec[tsOff:]), Text: string(rec[hdrSize : hdrSize+tlen]), oldRing: true})
 		idx += reclen
 	}
 	return recs, nil

@@ -81,6 +81,20 @@ func (k *Kernel) vmStat(array, item string) (uint64, error) {
 	return v, err
 }
 
+// vmStatItem reads a vmstat item from vm_node_stat or vm_zone_stat,
+// whichever array's enum (node_stat_item, zone_stat_item) holds it: items
+// moved between the two over the years.
+func (k *Kernel) vmStatItem(item string) (uint64, error) {
+	for _, a := range [][2]string{{"node_stat_item", "vm_node_stat"}, {"zone_stat_item", "vm_zone_stat"}} {
+		if e, err := k.Types.Enum(a[0]); err == nil {
+			if _, ok := e[item]; ok {
+				return k.vmStat(a[1], item)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no vmstat item %s in node_stat_item or zone_stat_item", item)
+}
+
 // MemInfo gathers the memory summary.
 func (k *Kernel) MemInfo() MemInfo {
 	m := MemInfo{PageSize: k.Dump.PageSize()}
@@ -104,10 +118,18 @@ func (k *Kernel) MemInfo() MemInfo {
 	if file > swapCache+m.Buffers {
 		m.Cached = file - swapCache - m.Buffers
 	}
-	sr, err1 := k.vmStat("vm_node_stat", "NR_SLAB_RECLAIMABLE_B")
-	su, err2 := k.vmStat("vm_node_stat", "NR_SLAB_UNRECLAIMABLE_B")
-	note("slab", errors.Join(err1, err2))
-	m.Slab = sr + su
+	// Slab pages: NR_SLAB_*_B since 5.9 (bytes per CPU, pages in the
+	// global array), NR_SLAB_* before; zone or node stat as the enum says.
+	var slabErr error
+	for _, names := range [][2]string{{"NR_SLAB_RECLAIMABLE_B", "NR_SLAB_UNRECLAIMABLE_B"}, {"NR_SLAB_RECLAIMABLE", "NR_SLAB_UNRECLAIMABLE"}} {
+		sr, err1 := k.vmStatItem(names[0])
+		su, err2 := k.vmStatItem(names[1])
+		if slabErr = errors.Join(err1, err2); slabErr == nil {
+			m.Slab = sr + su
+			break
+		}
+	}
+	note("slab", slabErr)
 	m.SwapTotal, _ = k.atomicLong("total_swap_pages")
 	// CommitLimit as mm/util.c vm_commit_limit(): a fixed number of kbytes
 	// if sysctl_overcommit_kbytes is set, else a ratio of RAM, plus swap.

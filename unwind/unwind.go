@@ -108,6 +108,12 @@ type Unwinder struct {
 	// which unwinds a CPU stopped on the entry of code whose unwind data
 	// gives up (retpoline thunks are marked end-of-stack).
 	FunctionStart func(pc uint64) bool
+	// IsText, if set, says whether pc is kernel or module code. An ORC
+	// step whose return address is not code is checked against DWARF CFI:
+	// an objtool that did not know gcc's .cold subfunctions emitted no
+	// entries for them, so the previous function's last entry covers them
+	// and reads the return address from the wrong slot.
+	IsText func(pc uint64) bool
 }
 
 // Stop reasons, wrapped in the error Unwind returns with the frames it found.
@@ -174,6 +180,12 @@ func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
 		var err error
 		if found && e.Type != typeUndefined {
 			next, err = u.step(e, cur.Regs)
+			if err == nil && next.Kind == KindCall && u.CFI != nil && u.IsText != nil && !u.IsText(next.PC) {
+				if c, cerr := u.CFI.step(lookup, cur.Regs, u.read); cerr == nil && u.IsText(c.Regs.Value[RIP]) {
+					c.PC = c.Regs.Value[RIP]
+					next = c
+				}
+			}
 		} else {
 			err = ErrNoORC
 		}
@@ -210,6 +222,12 @@ func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
 			return frames, fmt.Errorf("at 0x%x: %w", cur.PC, err)
 		}
 		if next.PC == 0 {
+			if next.Kind == KindCall || next.Kind == KindFramePointer {
+				// A return address of 0 is no caller: the unwind data
+				// does not describe this code.
+				return frames, fmt.Errorf("at 0x%x: %w: return address 0 at 0x%x", cur.PC, ErrBadFrame, next.SP-8)
+			}
+			// A kernel thread's pt_regs at the stack top is empty.
 			return frames, nil
 		}
 		signal = next.Kind == KindException || next.Kind == KindIRET || (found && e.Signal && next.Kind != KindCall)

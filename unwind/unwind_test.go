@@ -195,3 +195,20 @@ func FuzzCFI(f *testing.F) {
 		c.step(pc, r, func(uint64) (uint64, error) { return 0, errors.New("none") })
 	})
 }
+
+// An ORC call entry that reads a return address of 0 (stale ORC over code
+// it does not describe) stops with a reason, not silently; without CFI to
+// consult, the frames found so far are kept.
+func TestUnwindZeroReturnAddress(t *testing.T) {
+	const f = 0xffffffff81001000
+	tb := table(t, 0xffffffff82000000, []uint64{f}, [][]byte{orcEntryBytes(8, 0, 5, 0, 0, false)})
+	u := &Unwinder{Tables: []TableRange{{tb, f, f + 0x1000}}, Mem: mem{0x1000: 0}, PtRegs: ptRegs,
+		IsText: func(pc uint64) bool { return pc >= f && pc < f+0x1000 }}
+	var r Regs
+	r.Set(RIP, f+4)
+	r.Set(RSP, 0x1000)
+	frames, err := u.Unwind(r, true)
+	if !errors.Is(err, ErrBadFrame) || len(frames) != 1 {
+		t.Fatalf("%d frames, %v", len(frames), err)
+	}
+}

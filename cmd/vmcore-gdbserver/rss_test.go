@@ -62,7 +62,7 @@ for t in for_each_task(prog):
 // and shmem pages; swap entries are not resident), read by drgn.
 func TestPSRSSMatchesKernelCounters(t *testing.T) {
 	for _, f := range gdbFixtures {
-		if f.name != "oom-elf" && f.name != "6.12-oom-elf" {
+		if f.name != "oom-elf" && f.name != "6.12-oom-elf" && f.name != "4.18-oom-elf" {
 			continue
 		}
 		t.Run(f.name, func(t *testing.T) {
