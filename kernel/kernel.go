@@ -103,6 +103,7 @@ type offsets struct {
 	taskTasks, taskPID, taskTGID, taskComm, taskState, taskStack uint64
 	taskSP, taskMM, taskCPU, taskSignal, taskThreadNode          uint64
 	taskExitState, taskFlags                                     uint64
+	commLen                                                      uint64 // TASK_COMM_LEN
 	signalThreadHead                                             uint64
 	rqCurr, rqIdle                                               uint64
 	mmPGD                                                        uint64
@@ -359,6 +360,7 @@ func (k *Kernel) loadOffsets() error {
 	o.taskPID = get("task_struct", "pid")
 	o.taskTGID = get("task_struct", "tgid")
 	o.taskComm = get("task_struct", "comm")
+	o.commLen = k.arrayLen("task_struct", "comm", 1, 256, &errs)
 	o.taskState = try("task_struct", "__state", "state")
 	o.taskStack = get("task_struct", "stack")
 	o.taskSP = get("task_struct", "thread.sp")
@@ -389,6 +391,21 @@ func (k *Kernel) loadOffsets() error {
 		k.warn("no struct inactive_task_frame: sleeping tasks' registers are unknown")
 	}
 	return nil
+}
+
+// arrayLen returns the length of an array member from the type
+// information, bounded to [lo, hi] (a length sizes a read); a failure is
+// added to errs.
+func (k *Kernel) arrayLen(structName, member string, lo, hi uint64, errs *[]error) uint64 {
+	n, err := k.Types.ArrayLen(structName, member)
+	if err == nil && (n < lo || n > hi) {
+		err = fmt.Errorf("%s.%s has %d elements, not %d to %d", structName, member, n, lo, hi)
+	}
+	if err != nil {
+		*errs = append(*errs, err)
+		return lo
+	}
+	return n
 }
 
 // Symbol returns a kernel symbol's run-time address.
@@ -473,14 +490,14 @@ func (k *Kernel) readTask(addr uint64) (*Task, error) {
 		return t, nil
 	}
 	o := &k.off
-	end := max(o.taskComm+16, o.taskPID+4, o.taskTGID+4, o.taskState+4, o.taskStack+8, o.taskSP+8,
+	end := max(o.taskComm+o.commLen, o.taskPID+4, o.taskTGID+4, o.taskState+4, o.taskStack+8, o.taskSP+8,
 		o.taskMM+8, o.taskCPU+4, o.taskExitState+4, o.taskFlags+4)
 	buf := make([]byte, end)
 	if err := k.Read(buf, addr); err != nil {
 		return nil, fmt.Errorf("task_struct at 0x%x: %w", addr, err)
 	}
 	le := binary.LittleEndian
-	comm := buf[o.taskComm : o.taskComm+16]
+	comm := buf[o.taskComm : o.taskComm+o.commLen]
 	if i := strings.IndexByte(string(comm), 0); i >= 0 {
 		comm = comm[:i]
 	}

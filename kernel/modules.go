@@ -72,6 +72,11 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 	if err != nil {
 		return nil, err
 	}
+	var lenErrs []error
+	nameLen := k.arrayLen("module", "name", 1, 4096, &lenErrs) // MODULE_NAME_LEN
+	if len(lenErrs) > 0 {
+		return nil, lenErrs[0]
+	}
 	stateOff, _ := b.Offset("module", "state")
 	states := map[int64]string{}
 	if e, err := b.Enum("module_state"); err == nil {
@@ -114,7 +119,7 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 		}
 		addr := p - listOff
 		m := &Module{Addr: addr}
-		name := make([]byte, 56)
+		name := make([]byte, nameLen)
 		if err := k.Read(name, addr+nameOff); err != nil {
 			k.warn("module at 0x%x: %v", addr, err)
 			break

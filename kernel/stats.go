@@ -31,7 +31,12 @@ func (k *Kernel) Uname() (Utsname, error) {
 		if err != nil {
 			return u, err
 		}
-		if *f.dst, err = k.readCString(ns+nameOff+off, 65); err != nil {
+		var errs []error
+		n := k.arrayLen("new_utsname", f.member, 1, 4096, &errs) // __NEW_UTS_LEN + 1
+		if len(errs) > 0 {
+			return u, errs[0]
+		}
+		if *f.dst, err = k.readCString(ns+nameOff+off, int(n)); err != nil {
 			return u, err
 		}
 	}
