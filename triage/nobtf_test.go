@@ -170,4 +170,3 @@ func tail(s string) string {
 	}
 	return s
 }
-
