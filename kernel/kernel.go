@@ -215,6 +215,10 @@ func dumpBTF(mem dumpMem, syms Symbols) (*symbols.BTF, error) {
 	if err := mem.Read(raw, start); err != nil {
 		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
 	}
+	if allZero(raw) {
+		// Pages makedumpfile dropped as zero pages read as zeros too.
+		return nil, fmt.Errorf("%w: its %d bytes at 0x%x are all zero", errNoDumpBTF, len(raw), start)
+	}
 	b, err := symbols.ParseBTF(raw)
 	if err != nil {
 		return nil, fmt.Errorf("the kernel's BTF at 0x%x: %w", start, err)
@@ -243,11 +247,20 @@ func LoadFromDump(d *vmcore.Dump) (*Kernel, error) {
 	b, err := dumpBTF(mem, ks)
 	if err != nil {
 		if errors.Is(err, errNoDumpBTF) {
-			return nil, fmt.Errorf("%s: no vmlinux given and the dumped kernel has no BTF (__start_BTF/__stop_BTF): give the vmlinux", strings.Join(d.Files(), ", "))
+			return nil, fmt.Errorf("%s: no vmlinux given and %v: give the vmlinux", strings.Join(d.Files(), ", "), err)
 		}
 		return nil, err
 	}
 	return load(d, info, nil, ks, b)
+}
+
+func allZero(p []byte) bool {
+	for _, c := range p {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 type dumpMem struct{ vm *vmcore.Kernel }
