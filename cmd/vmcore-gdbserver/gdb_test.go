@@ -43,6 +43,27 @@ var gdbFixtures = []gdbFixture{
 	// 4.18: types from the vmlinux's DWARF alone.
 	{"4.18-oom-elf", []string{"oom/vmcore.elf"}, true, fixtures.Series418},
 	{"4.18-oom-lzo", []string{"oom/vmcore.lzo"}, true, fixtures.Series418},
+	// sysrq c from a child sh: an Oops in sysrq_handle_crash.
+	{"4.18-sysrq-elf", []string{"sysrq/vmcore.elf"}, true, fixtures.Series418},
+}
+
+// scenario is the fixture's recipe: oom, sysrq, qemu57, ...
+func (f gdbFixture) scenario() string { return strings.SplitN(f.files[0], "/", 2)[0] }
+
+// oopsTask is the pid and command of the "CPU: n PID: p Comm: c" line
+// of a scenario's first Oops or panic in its serial log.
+func oopsTask(t testing.TB, dir, scenario string) (int, string) {
+	t.Helper()
+	data, err := os.ReadFile(fixtures.PathIn(t, dir, scenario, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`CPU: \d+ PID: (\d+) Comm: (\S+)`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatalf("%s/console.log names no crashing task", scenario)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid, m[2]
 }
 
 func (f gdbFixture) dir(t testing.TB) string {
@@ -165,23 +186,37 @@ func frameFuncs(bt string) []string {
 // consoleTrace returns the functions of the kernel's own panic backtrace
 // in the fixture's serial log, from panic() outward, without unreliable
 // ("? ") entries and compiler suffixes (.cold, .constprop.0).
-func consoleTrace(t testing.TB, dir string) []string {
-	data, err := os.ReadFile(fixtures.PathIn(t, dir, "oom", "console.log"))
+func consoleTrace(t testing.TB, dir string) []string { return consoleTraceOf(t, dir, "oom") }
+
+// oopsRIP matches the kernel-mode RIP line of an Oops.
+var oopsRIP = regexp.MustCompile(`RIP: 0010:([A-Za-z_][\w.]*)\+0x([0-9a-f]+)/0x`)
+
+// consoleTraceOf is consoleTrace for a scenario: "oom" (the panic's
+// trace), or "sysrq" (an Oops without a panic line on 4.18: the RIP's
+// function, then its Call Trace up to "Modules linked in").
+func consoleTraceOf(t testing.TB, dir, scenario string) []string {
+	data, err := os.ReadFile(fixtures.PathIn(t, dir, scenario, "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(data)
-	i := strings.Index(s, "Kernel panic - not syncing")
-	if i < 0 {
-		t.Fatal("console log has no panic")
-	}
 	var fns, guessed []string
 	started := false
+	var i int
+	if scenario == "sysrq" {
+		m := oopsRIP.FindStringSubmatchIndex(s)
+		if m == nil {
+			t.Fatal("console log has no Oops RIP")
+		}
+		fns, started, i = []string{strings.SplitN(s[m[2]:m[3]], ".", 2)[0]}, true, m[1]
+	} else if i = strings.Index(s, "Kernel panic - not syncing"); i < 0 {
+		t.Fatal("console log has no panic")
+	}
 	sc := bufio.NewScanner(strings.NewReader(s[i:]))
 	entry := regexp.MustCompile(`\]\s+(\?\s+)?([A-Za-z_][\w.]*)\+0x`)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.Contains(line, "</TASK>") {
+		if strings.Contains(line, "</TASK>") || (scenario == "sysrq" && strings.Contains(line, "Modules linked in:")) {
 			break
 		}
 		m := entry.FindStringSubmatch(line)
@@ -208,7 +243,7 @@ func consoleTrace(t testing.TB, dir string) []string {
 		// (4.18 built with gcc-11: objtool left .cold code undescribed).
 		// Of its guesses, those the project's own unwinder found as frames
 		// (checked against the console in triage) must be in gdb's too.
-		out := runCmd(t, cliBinary, "bt", fixtures.PathIn(t, dir, "kernel", "vmlinux"), fixtures.PathIn(t, dir, "oom", "vmcore.elf"))
+		out := runCmd(t, cliBinary, "bt", fixtures.PathIn(t, dir, "kernel", "vmlinux"), fixtures.PathIn(t, dir, scenario, "vmcore.elf"))
 		var own []string
 		for _, m := range regexp.MustCompile(`(?m)^\s*#\d+\s+\[[0-9a-f]+\] (\S+) at `).FindAllStringSubmatch(out, -1) {
 			own = append(own, strings.SplitN(m[1], ".", 2)[0])
@@ -271,7 +306,7 @@ var printValue = regexp.MustCompile(`(?m)^\$\d+ = (.*)$`)
 func TestGDBSession(t *testing.T) {
 	for _, f := range gdbFixtures {
 		t.Run(f.name, func(t *testing.T) {
-			consoleFns := consoleTrace(t, f.dir(t))
+			consoleFns := consoleTraceOf(t, f.dir(t), f.scenario())
 			out := runGDB(t, f, "info threads", "echo ==BT==\\n", "bt", "echo ==ALL==\\n", "thread apply all bt",
 				"echo ==VALUES==\\n", "p nr_threads", "p jiffies_64", "p init_uts_ns.name.release")
 			// An unwind that fails to read memory is an error; an argument
@@ -292,6 +327,17 @@ func TestGDBSession(t *testing.T) {
 					inIRQ := strings.Contains(block, "sysvec_") || strings.Contains(block, "common_interrupt") || strings.Contains(block, "irqstack") || strings.Contains(block, "__do_softirq")
 					if otherCPU && inIRQ && strings.HasPrefix(line, "Backtrace stopped:") {
 						t.Logf("thread %s: %s (gdb cannot leave the IRQ stack)", header, line)
+						continue
+					}
+					// 4.18's entry code has no CFI for gdb: past
+					// entry_SYSCALL_64 it reads the saved user
+					// registers as frames ("?? ()") until one points
+					// at the guard page above the kernel stack, which
+					// no dump holds. Where that happens depends on the
+					// user registers of the generation (issue 10). It
+					// is logged; a stop anywhere else still fails.
+					if f.series == fixtures.Series418 && pastEntryIntoGuard(block, line) {
+						t.Logf("thread %s: %s (gdb's guesses past entry_SYSCALL_64 ran off the stack)", header, line)
 						continue
 					}
 					t.Errorf("gdb could not read memory: %s", line)
@@ -334,8 +380,17 @@ func TestGDBSession(t *testing.T) {
 					sel = th
 				}
 			}
-			if f.kdump && (!sel.panic || sel.name != "stress") {
+			if f.kdump && f.scenario() == "oom" && (!sel.panic || sel.name != "stress") {
 				t.Fatalf("selected thread %+v is not the panicking stress task", sel)
+			}
+			if f.scenario() == "sysrq" {
+				pid, comm := oopsTask(t, f.dir(t), "sysrq")
+				if !sel.panic || !sel.running || sel.name != "sh" || sel.name != comm || sel.pid != pid {
+					t.Fatalf("selected thread %+v is not the Oopsing task pid %d %s (sh)", sel, pid, comm)
+				}
+				if fns := frameFuncs(btOut); len(fns) == 0 || fns[0] != "sysrq_handle_crash" {
+					t.Fatalf("bt of the Oopsing task starts at %v, not in sysrq_handle_crash", fns)
+				}
 			}
 			if f.kdump {
 				fns := frameFuncs(btOut)
@@ -383,7 +438,7 @@ func TestGDBSession(t *testing.T) {
 				t.Errorf("release %s, want %q", vals[2][1], vi.OSRelease)
 			}
 			// drgn agrees on the task list where it can read the dump.
-			if f.name == "oom-elf" || f.name == "6.12-oom-elf" || f.name == "4.18-oom-elf" {
+			if f.name == "oom-elf" || f.name == "6.12-oom-elf" || f.name == "4.18-oom-elf" || f.name == "4.18-sysrq-elf" {
 				want := drgnTasks(t, f, f.paths(t)[0])
 				got := map[int]string{}
 				for _, th := range ts {
@@ -397,6 +452,42 @@ func TestGDBSession(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pastEntryIntoGuard says whether line ends the backtrace of a block
+// (each holds one) whose frames after its entry_SYSCALL_64 frame are all
+// gdb's guesses ("?? ()"), stopped reading a page-aligned address.
+func pastEntryIntoGuard(block, line string) bool {
+	m := regexp.MustCompile(`^Backtrace stopped: Cannot access memory at address 0x([0-9a-f]+)$`).FindStringSubmatch(line)
+	if m == nil {
+		return false
+	}
+	a, err := strconv.ParseUint(m[1], 16, 64)
+	if err != nil || a%4096 != 0 {
+		return false
+	}
+	lines := strings.Split(block, "\n")
+	for i, l := range lines {
+		if l == line && (i == 0 || !regexp.MustCompile(`^#\d+\s+0x[0-9a-f]+ in \?\? \(\)$`).MatchString(lines[i-1])) {
+			return false
+		}
+	}
+	fns := frameFuncs(block)
+	entry := -1
+	for i, fn := range fns {
+		if fn == "entry_SYSCALL_64" {
+			entry = i
+		}
+	}
+	if entry < 0 || entry == len(fns)-1 {
+		return false
+	}
+	for _, fn := range fns[entry+1:] {
+		if fn != "??" {
+			return false
+		}
+	}
+	return true
 }
 
 func grepLines(s, sub string) string {
@@ -886,7 +977,7 @@ func oopsTrace(t testing.TB, dir string) oops {
 		t.Fatal(err)
 	}
 	s := string(data)
-	m := regexp.MustCompile(`RIP: 0010:([A-Za-z_][\w.]*)\+0x([0-9a-f]+)/0x`).FindStringSubmatchIndex(s)
+	m := oopsRIP.FindStringSubmatchIndex(s)
 	if m == nil {
 		t.Fatal("the modcrash console log has no kernel-mode RIP")
 	}
