@@ -527,9 +527,15 @@ func testWithoutVmlinux(t *testing.T, set fixtures.Set, files []string) {
 	}
 }
 
-// The scale fixture: a kernel with 10,000+ tasks lists every one of them.
+// The scale fixture: a kernel with 10,000+ tasks lists every one of them
+// (6.1 and 4.18; 6.12 has no scale fixture).
 func TestScaleTaskCount(t *testing.T) {
-	tr := open(t, "scale/vmcore.lzo")
+	sets := fixtures.SetsWith418(t)
+	forSets(t, []fixtures.Set{sets[0], sets[2]}, func(t *testing.T, set fixtures.Set) { testScaleTaskCount(t, set) })
+}
+
+func testScaleTaskCount(t *testing.T, set fixtures.Set) {
+	tr := openWith(t, set, true, "scale/vmcore.lzo")
 	ps, err := tr.PS()
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 )
 
 // rspExchange sends one packet and returns the reply payload.
@@ -44,7 +42,7 @@ func rspExchange(w io.Writer, r *bufio.Reader, pkt string) (string, error) {
 func BenchmarkServeStartToThreadList(b *testing.B) {
 	for _, f := range gdbFixtures {
 		b.Run(f.name, func(b *testing.B) {
-			vmlinux := fixtures.Path(b, "kernel", "vmlinux")
+			vmlinux := f.vmlinux(b)
 			for i := 0; i < b.N; i++ {
 				cmd := exec.Command(cliBinary, append([]string{"serve", "--stdio", vmlinux}, f.paths(b)...)...)
 				in, _ := cmd.StdinPipe()

@@ -43,6 +43,27 @@ var gdbFixtures = []gdbFixture{
 	// 4.18: types from the vmlinux's DWARF alone.
 	{"4.18-oom-elf", []string{"oom/vmcore.elf"}, true, fixtures.Series418},
 	{"4.18-oom-lzo", []string{"oom/vmcore.lzo"}, true, fixtures.Series418},
+	// sysrq c from a child sh: an Oops in sysrq_handle_crash.
+	{"4.18-sysrq-elf", []string{"sysrq/vmcore.elf"}, true, fixtures.Series418},
+}
+
+// scenario is the fixture's recipe: oom, sysrq, qemu57, ...
+func (f gdbFixture) scenario() string { return strings.SplitN(f.files[0], "/", 2)[0] }
+
+// oopsTask is the pid and command of the "CPU: n PID: p Comm: c" line
+// of a scenario's first Oops or panic in its serial log.
+func oopsTask(t testing.TB, dir, scenario string) (int, string) {
+	t.Helper()
+	data, err := os.ReadFile(fixtures.PathIn(t, dir, scenario, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`CPU: \d+ PID: (\d+) Comm: (\S+)`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatalf("%s/console.log names no crashing task", scenario)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid, m[2]
 }
 
 func (f gdbFixture) dir(t testing.TB) string {
@@ -165,23 +186,37 @@ func frameFuncs(bt string) []string {
 // consoleTrace returns the functions of the kernel's own panic backtrace
 // in the fixture's serial log, from panic() outward, without unreliable
 // ("? ") entries and compiler suffixes (.cold, .constprop.0).
-func consoleTrace(t testing.TB, dir string) []string {
-	data, err := os.ReadFile(fixtures.PathIn(t, dir, "oom", "console.log"))
+func consoleTrace(t testing.TB, dir string) []string { return consoleTraceOf(t, dir, "oom") }
+
+// oopsRIP matches the kernel-mode RIP line of an Oops.
+var oopsRIP = regexp.MustCompile(`RIP: 0010:([A-Za-z_][\w.]*)\+0x([0-9a-f]+)/0x`)
+
+// consoleTraceOf is consoleTrace for a scenario: "oom" (the panic's
+// trace), or "sysrq" (an Oops without a panic line on 4.18: the RIP's
+// function, then its Call Trace up to "Modules linked in").
+func consoleTraceOf(t testing.TB, dir, scenario string) []string {
+	data, err := os.ReadFile(fixtures.PathIn(t, dir, scenario, "console.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(data)
-	i := strings.Index(s, "Kernel panic - not syncing")
-	if i < 0 {
-		t.Fatal("console log has no panic")
-	}
 	var fns, guessed []string
 	started := false
+	var i int
+	if scenario == "sysrq" {
+		m := oopsRIP.FindStringSubmatchIndex(s)
+		if m == nil {
+			t.Fatal("console log has no Oops RIP")
+		}
+		fns, started, i = []string{strings.SplitN(s[m[2]:m[3]], ".", 2)[0]}, true, m[1]
+	} else if i = strings.Index(s, "Kernel panic - not syncing"); i < 0 {
+		t.Fatal("console log has no panic")
+	}
 	sc := bufio.NewScanner(strings.NewReader(s[i:]))
 	entry := regexp.MustCompile(`\]\s+(\?\s+)?([A-Za-z_][\w.]*)\+0x`)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.Contains(line, "</TASK>") {
+		if strings.Contains(line, "</TASK>") || (scenario == "sysrq" && strings.Contains(line, "Modules linked in:")) {
 			break
 		}
 		m := entry.FindStringSubmatch(line)
@@ -208,7 +243,7 @@ func consoleTrace(t testing.TB, dir string) []string {
 		// (4.18 built with gcc-11: objtool left .cold code undescribed).
 		// Of its guesses, those the project's own unwinder found as frames
 		// (checked against the console in triage) must be in gdb's too.
-		out := runCmd(t, cliBinary, "bt", fixtures.PathIn(t, dir, "kernel", "vmlinux"), fixtures.PathIn(t, dir, "oom", "vmcore.elf"))
+		out := runCmd(t, cliBinary, "bt", fixtures.PathIn(t, dir, "kernel", "vmlinux"), fixtures.PathIn(t, dir, scenario, "vmcore.elf"))
 		var own []string
 		for _, m := range regexp.MustCompile(`(?m)^\s*#\d+\s+\[[0-9a-f]+\] (\S+) at `).FindAllStringSubmatch(out, -1) {
 			own = append(own, strings.SplitN(m[1], ".", 2)[0])
@@ -271,7 +306,13 @@ var printValue = regexp.MustCompile(`(?m)^\$\d+ = (.*)$`)
 func TestGDBSession(t *testing.T) {
 	for _, f := range gdbFixtures {
 		t.Run(f.name, func(t *testing.T) {
-			consoleFns := consoleTrace(t, f.dir(t))
+			// The panic trace of the series' oom scenario (a QEMU dump
+			// is not compared with it), or the sysrq Oops'.
+			traceOf := "oom"
+			if f.scenario() == "sysrq" {
+				traceOf = "sysrq"
+			}
+			consoleFns := consoleTraceOf(t, f.dir(t), traceOf)
 			out := runGDB(t, f, "info threads", "echo ==BT==\\n", "bt", "echo ==ALL==\\n", "thread apply all bt",
 				"echo ==VALUES==\\n", "p nr_threads", "p jiffies_64", "p init_uts_ns.name.release")
 			// An unwind that fails to read memory is an error; an argument
@@ -292,6 +333,17 @@ func TestGDBSession(t *testing.T) {
 					inIRQ := strings.Contains(block, "sysvec_") || strings.Contains(block, "common_interrupt") || strings.Contains(block, "irqstack") || strings.Contains(block, "__do_softirq")
 					if otherCPU && inIRQ && strings.HasPrefix(line, "Backtrace stopped:") {
 						t.Logf("thread %s: %s (gdb cannot leave the IRQ stack)", header, line)
+						continue
+					}
+					// 4.18's entry code has no CFI for gdb: past
+					// entry_SYSCALL_64 it reads the saved user
+					// registers as frames ("?? ()") until one points
+					// at the guard page above the kernel stack, which
+					// no dump holds. Where that happens depends on the
+					// user registers of the generation (issue 10). It
+					// is logged; a stop anywhere else still fails.
+					if f.series == fixtures.Series418 && pastEntryIntoGuard(block, line) {
+						t.Logf("thread %s: %s (gdb's guesses past entry_SYSCALL_64 ran off the stack)", header, line)
 						continue
 					}
 					t.Errorf("gdb could not read memory: %s", line)
@@ -334,8 +386,17 @@ func TestGDBSession(t *testing.T) {
 					sel = th
 				}
 			}
-			if f.kdump && (!sel.panic || sel.name != "stress") {
+			if f.kdump && f.scenario() == "oom" && (!sel.panic || sel.name != "stress") {
 				t.Fatalf("selected thread %+v is not the panicking stress task", sel)
+			}
+			if f.scenario() == "sysrq" {
+				pid, comm := oopsTask(t, f.dir(t), "sysrq")
+				if !sel.panic || !sel.running || sel.name != "sh" || sel.name != comm || sel.pid != pid {
+					t.Fatalf("selected thread %+v is not the Oopsing task pid %d %s (sh)", sel, pid, comm)
+				}
+				if fns := frameFuncs(btOut); len(fns) == 0 || fns[0] != "sysrq_handle_crash" {
+					t.Fatalf("bt of the Oopsing task starts at %v, not in sysrq_handle_crash", fns)
+				}
 			}
 			if f.kdump {
 				fns := frameFuncs(btOut)
@@ -383,7 +444,7 @@ func TestGDBSession(t *testing.T) {
 				t.Errorf("release %s, want %q", vals[2][1], vi.OSRelease)
 			}
 			// drgn agrees on the task list where it can read the dump.
-			if f.name == "oom-elf" || f.name == "6.12-oom-elf" || f.name == "4.18-oom-elf" {
+			if f.name == "oom-elf" || f.name == "6.12-oom-elf" || f.name == "4.18-oom-elf" || f.name == "4.18-sysrq-elf" {
 				want := drgnTasks(t, f, f.paths(t)[0])
 				got := map[int]string{}
 				for _, th := range ts {
@@ -397,6 +458,42 @@ func TestGDBSession(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pastEntryIntoGuard says whether line ends the backtrace of a block
+// (each holds one) whose frames after its entry_SYSCALL_64 frame are all
+// gdb's guesses ("?? ()"), stopped reading a page-aligned address.
+func pastEntryIntoGuard(block, line string) bool {
+	m := regexp.MustCompile(`^Backtrace stopped: Cannot access memory at address 0x([0-9a-f]+)$`).FindStringSubmatch(line)
+	if m == nil {
+		return false
+	}
+	a, err := strconv.ParseUint(m[1], 16, 64)
+	if err != nil || a%4096 != 0 {
+		return false
+	}
+	lines := strings.Split(block, "\n")
+	for i, l := range lines {
+		if l == line && (i == 0 || !regexp.MustCompile(`^#\d+\s+0x[0-9a-f]+ in \?\? \(\)$`).MatchString(lines[i-1])) {
+			return false
+		}
+	}
+	fns := frameFuncs(block)
+	entry := -1
+	for i, fn := range fns {
+		if fn == "entry_SYSCALL_64" {
+			entry = i
+		}
+	}
+	if entry < 0 || entry == len(fns)-1 {
+		return false
+	}
+	for _, fn := range fns[entry+1:] {
+		if fn != "??" {
+			return false
+		}
+	}
+	return true
 }
 
 func grepLines(s, sub string) string {
@@ -428,9 +525,9 @@ func dumpU64(t testing.TB, f gdbFixture, sym string) uint64 {
 // current_task + __per_cpu_offset[N] is the one gdb lists for CPU N.
 func TestGDBWrapperPerCPU(t *testing.T) {
 	requireGDB(t)
-	for _, f := range []gdbFixture{gdbFixtures[0], gdbFixtures[3]} {
+	for _, f := range []gdbFixture{gdbFixtures[0], gdbFixtures[3], gdbFixtureNamed(t, "4.18-oom-lzo")} {
 		t.Run(f.name, func(t *testing.T) {
-			vmlinux := fixtures.Path(t, "kernel", "vmlinux")
+			vmlinux := f.vmlinux(t)
 			args := append([]string{"gdb", vmlinux}, f.paths(t)...)
 			args = append(args, "--", "-batch", "-nx", "-ex", "set pagination off", "-ex", "echo ==BT==\\n", "-ex", "thread apply all bt", "-ex", "echo ==END==\\n", "-ex", "info threads 1-2", "-ex", "p jiffies_64")
 			for cpu := 0; cpu < 2; cpu++ {
@@ -805,7 +902,7 @@ func TestGDBMonitor(t *testing.T) {
 
 // gdb unwinds through a module that crashed, with the module's symbols.
 func TestGDBModuleCrash(t *testing.T) {
-	for _, series := range []string{"", "6.12"} {
+	for _, series := range []string{"", "6.12", fixtures.Series418} {
 		f := gdbFixture{"modcrash", []string{"modcrash/vmcore.lzo"}, true, series}
 		t.Run("series"+series, func(t *testing.T) { testGDBModuleCrash(t, f) })
 	}
@@ -823,21 +920,96 @@ func testGDBModuleCrash(t *testing.T, f gdbFixture) {
 	// where vmcore_crash_init (.init.text) and vmcore_crash_inner (.text)
 	// both start at offset 0x10, the DWARF name of frame 0 may be the
 	// other one (the same happens with add-symbol-file -s).
-	want := []string{"vmcore_crash_outer", "vmcore_crash_set", "param_attr_store", "module_attr_store", "kernfs_fop_write_iter"}
-	if len(fns) < 2 || !isSubsequence(want, fns[1:]) {
-		t.Fatalf("bt %v, want %v after frame 0", fns, want)
+	// The write handler is the one the kernel's own Oops trace names
+	// (kernfs_fop_write_iter since 5.10, kernfs_fop_write on 4.18).
+	// 4.18's gdb shows the inlined WRITE_ONCE (__write_once_size) as
+	// frame 0 and vmcore_crash_inner as frame 1: both at the same pc.
+	oops := oopsTrace(t, f.dir(t))
+	kernfs := ""
+	for _, fn := range oops.trace {
+		if strings.HasPrefix(fn, "kernfs_fop_write") {
+			kernfs = fn
+		}
 	}
-	if !strings.Contains(out, "vmcore_crash_inner + 15 in section .text of") {
-		t.Errorf("frame 0 is not in vmcore_crash_inner:\n%s", grepLines(out, "in section"))
+	want := []string{"vmcore_crash_outer", "vmcore_crash_set", "param_attr_store", "module_attr_store", kernfs}
+	if kernfs == "" || len(fns) < 2 || !isSubsequence(want, fns[1:]) {
+		t.Fatalf("bt %v, want %v after frame 0 (Oops trace %v)", fns, want, oops.trace)
+	}
+	if oops.fn != "vmcore_crash_inner" {
+		t.Fatalf("the Oops' RIP is %s+0x%x, not in vmcore_crash_inner", oops.fn, oops.off)
+	}
+	if !strings.Contains(out, fmt.Sprintf("vmcore_crash_inner + %d in section .text of", oops.off)) {
+		t.Errorf("frame 0 is not at the Oops' RIP vmcore_crash_inner+0x%x:\n%s", oops.off, grepLines(out, "in section"))
 	}
 	if !strings.Contains(out, "vmcore_crash.c:") {
 		t.Errorf("no source lines from the module's debug info:\n%s", out)
 	}
 	// Every loaded module's file was found (6.12's are .ko.xz, unpacked
-	// for gdb) and its symbols read.
-	if !regexp.MustCompile(`Yes.*virtio_blk\.ko`).MatchString(out) || !regexp.MustCompile(`Yes.*qemu_fw_cfg\.ko`).MatchString(out) {
+	// for gdb) and its symbols read: on 6.x virtio_blk and qemu_fw_cfg
+	// by name, on every series each module `mod` lists (on 4.18,
+	// qemu_fw_cfg and vmcore_crash: virtio is built in).
+	if f.series != fixtures.Series418 && (!regexp.MustCompile(`Yes.*virtio_blk\.ko`).MatchString(out) || !regexp.MustCompile(`Yes.*qemu_fw_cfg\.ko`).MatchString(out)) {
 		t.Errorf("modules not loaded:\n%s", grepLines(out, ".ko"))
 	}
+	modOut, _, code := runCLI(t, append([]string{"mod", "--json", vmlinux}, f.paths(t)...)...)
+	var mods []struct{ Name string }
+	if err := json.Unmarshal(modOut, &mods); code != 0 || err != nil || len(mods) < 2 {
+		t.Fatalf("mod --json (exit %d): %v %s", code, err, modOut)
+	}
+	crash := false
+	for _, m := range mods {
+		crash = crash || m.Name == "vmcore_crash"
+		if !regexp.MustCompile(`(?m)^0x[0-9a-f]+\s+0x[0-9a-f]+\s+Yes\s.*/` + regexp.QuoteMeta(m.Name) + `\.ko`).MatchString(out) {
+			t.Errorf("module %s not loaded by gdb:\n%s", m.Name, grepLines(out, ".ko"))
+		}
+	}
+	if !crash {
+		t.Errorf("mod does not list vmcore_crash: %s", modOut)
+	}
+}
+
+type oops struct {
+	fn    string   // the function of the Oops' kernel-mode RIP
+	off   uint64   // and the offset in it
+	trace []string // the Call Trace's functions, guessed ones too, without compiler suffixes
+}
+
+// oopsTrace reads the first kernel-mode Oops of the modcrash scenario's
+// serial log: its RIP and its Call Trace.
+func oopsTrace(t testing.TB, dir string) oops {
+	t.Helper()
+	data, err := os.ReadFile(fixtures.PathIn(t, dir, "modcrash", "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	m := oopsRIP.FindStringSubmatchIndex(s)
+	if m == nil {
+		t.Fatal("the modcrash console log has no kernel-mode RIP")
+	}
+	var o oops
+	o.fn = s[m[2]:m[3]]
+	o.off, _ = strconv.ParseUint(s[m[4]:m[5]], 16, 64)
+	rest := s[m[1]:]
+	i := strings.Index(rest, "Call Trace:")
+	if i < 0 {
+		t.Fatal("the Oops has no Call Trace")
+	}
+	entry := regexp.MustCompile(`^\[[^\]]*\]\s+(?:\?\s+)?([A-Za-z_][\w.]*)\+0x`)
+	sc := bufio.NewScanner(strings.NewReader(rest[i:]))
+	sc.Scan()
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, "<TASK>") {
+			continue
+		}
+		e := entry.FindStringSubmatch(line)
+		if e == nil {
+			break
+		}
+		o.trace = append(o.trace, strings.SplitN(e[1], ".", 2)[0])
+	}
+	return o
 }
 
 // The kernel's own gdb scripts (scripts/gdb from Debian's linux-source,
@@ -845,11 +1017,38 @@ func testGDBModuleCrash(t *testing.T, f gdbFixture) {
 // `vmcore-gdbserver gdb` flow: lx-ps, lx-lsmod, lx-dmesg, and
 // $lx_current()/$lx_per_cpu(), which ask the server for the selected
 // thread's CPU through `monitor info version` (threads 1..N are the CPUs).
+//
+// On 4.18 (that tree's own scripts/gdb, constants.py generated from its
+// headers) the same five work and are asserted the same way, and so are
+// lx-version, lx-cmdline and lx-cpus, against the kernel's own boot lines
+// and the dump's CPU count. Of 4.18's other commands, lx-iomem, lx-ioports
+// and lx-mounts print plausible tables (not asserted); lx-symbols fails
+// (it loads ./vmlinux, absent in this flow), lx-list-check fails ("No
+// symbol table is loaded": there is no exec file, the symbols come from
+// add-symbol-file), and lx-fdtdump says the kernel has no CONFIG_OF.
+// On 6.1, lx-cpus prints masks that are not the dump's and lx-list-check
+// reads init_task.tasks as zeros, so these three are asserted on 4.18 only.
 func TestKernelGDBScripts(t *testing.T) {
 	requireGDB(t)
-	f := gdbFixtures[0]
-	vmlinux := fixtures.Path(t, "kernel", "vmlinux")
-	script := fixtures.Path(t, "gdb-scripts", "vmlinux-gdb.py")
+	for _, f := range []gdbFixture{gdbFixtures[0], gdbFixtureNamed(t, "4.18-oom-lzo")} {
+		t.Run(f.name, func(t *testing.T) { testKernelGDBScripts(t, f) })
+	}
+}
+
+// gdbFixtureNamed is the entry of gdbFixtures with that name.
+func gdbFixtureNamed(t testing.TB, name string) gdbFixture {
+	for _, f := range gdbFixtures {
+		if f.name == name {
+			return f
+		}
+	}
+	t.Fatalf("no gdb fixture %q", name)
+	return gdbFixture{}
+}
+
+func testKernelGDBScripts(t *testing.T, f gdbFixture) {
+	vmlinux := f.vmlinux(t)
+	script := fixtures.PathIn(t, f.dir(t), "gdb-scripts", "vmlinux-gdb.py")
 	args := append([]string{"gdb", vmlinux}, f.paths(t)...)
 	args = append(args, "--", "-batch", "-nx", "-ex", "set pagination off", "-ex", "add-auto-load-safe-path /", "-ex", "source "+script,
 		"-ex", "info threads 1-2", "-ex", "echo ==PS==\\n", "-ex", "lx-ps", "-ex", "echo ==LSMOD==\\n", "-ex", "lx-lsmod",
@@ -857,11 +1056,50 @@ func TestKernelGDBScripts(t *testing.T) {
 	for cpu := 1; cpu <= 2; cpu++ {
 		args = append(args, "-ex", fmt.Sprintf("thread %d", cpu), "-ex", "p $lx_current().comm", "-ex", `p $lx_per_cpu("runqueues").cpu`)
 	}
+	args = append(args, "-ex", "echo ==VERSION==\\n", "-ex", "lx-version", "-ex", "echo ==CMDLINE==\\n", "-ex", "lx-cmdline",
+		"-ex", "echo ==LXCPUS==\\n", "-ex", "lx-cpus", "-ex", "echo ==END==\\n")
 	out := runCmd(t, cliBinary, args...)
 	head, rest, _ := strings.Cut(out, "==PS==")
 	ps, rest, _ := strings.Cut(rest, "==LSMOD==")
 	lsmod, rest, _ := strings.Cut(rest, "==DMESG==")
-	dmesg, cpus, _ := strings.Cut(rest, "==CPUS==")
+	dmesg, rest, _ := strings.Cut(rest, "==CPUS==")
+	cpus, rest, _ := strings.Cut(rest, "==VERSION==")
+	version, rest, _ := strings.Cut(rest, "==CMDLINE==")
+	cmdline, rest, _ := strings.Cut(rest, "==LXCPUS==")
+	lxcpus, _, _ := strings.Cut(rest, "==END==")
+	if f.series == fixtures.Series418 {
+		data, err := os.ReadFile(fixtures.PathIn(t, f.dir(t), "oom", "console.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		banner := regexp.MustCompile(`(?m)^\[[^\]]*\] (Linux version .*)$`).FindStringSubmatch(string(data))
+		cmd := regexp.MustCompile(`(?m)^\[[^\]]*\] Command line: (.*)$`).FindStringSubmatch(string(data))
+		if banner == nil || cmd == nil {
+			t.Fatal("the console log has no boot banner or command line")
+		}
+		// The serial log's lines end in \r\n.
+		if want := strings.TrimRight(banner[1], "\r"); strings.TrimSpace(version) != want {
+			t.Errorf("lx-version %q, the kernel booted as %q", strings.TrimSpace(version), want)
+		}
+		if want := strings.TrimRight(cmd[1], "\r"); strings.TrimSpace(cmdline) != want {
+			t.Errorf("lx-cmdline %q, the kernel's command line %q", strings.TrimSpace(cmdline), want)
+		}
+		d, err := vmcore.Open(f.paths(t)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := d.CPUs()
+		d.Close()
+		var ids []string
+		for i := 0; i < n; i++ {
+			ids = append(ids, strconv.Itoa(i))
+		}
+		for _, mask := range []string{"Possible", "Present", "Online", "Active"} {
+			if !regexp.MustCompile(`(?m)^` + mask + ` CPUs\s*: \[` + strings.Join(ids, ", ") + `\]$`).MatchString(lxcpus) {
+				t.Errorf("lx-cpus: %s CPUs are not the dump's %d:\n%s", mask, n, lxcpus)
+			}
+		}
+	}
 	ts := parseThreads(head)
 	if len(ts) != 2 {
 		t.Fatalf("threads:\n%s", head)

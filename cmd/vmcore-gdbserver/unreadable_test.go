@@ -58,7 +58,7 @@ func panicTaskPages(t *testing.T, set fixtures.Set, scenario string) (*kernel.Ta
 // what is missing go to stderr.
 func TestPanicTaskUnreadable(t *testing.T) {
 	gdb := requireGDB(t)
-	for _, set := range fixtures.Sets(t) {
+	for _, set := range fixtures.SetsWith418(t) {
 		t.Run(set.Name, func(t *testing.T) {
 			want, pfns := panicTaskPages(t, set, "oom")
 			dump := fixtures.ExcludePages(t, set.Path(t, "oom", "vmcore.lzo"), pfns)
