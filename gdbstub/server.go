@@ -72,8 +72,9 @@ func (c *acceptedConn) Read(p []byte) (int, error) {
 		c.srv.mu.Unlock()
 	}
 	var ne net.Error
-	if err != nil && !c.spoke.Load() && errors.As(err, &ne) && ne.Timeout() {
-		c.timedOut.Store(true)
+	if err != nil && !c.spoke.Load() && errors.As(err, &ne) && ne.Timeout() && !c.timedOut.Swap(true) {
+		// Said here, before the session ends and closes the connection.
+		c.srv.warnf("silent", "dropped client %s: nothing received in %v", c.RemoteAddr(), c.srv.handshakeTimeout())
 	}
 	return n, err
 }
@@ -98,8 +99,8 @@ func (s *Server) evictOldestPending(why string) bool {
 	s.pending = s.pending[1:]
 	old.evicted.Store(true)
 	s.accepted--
-	old.Conn.Close()
 	s.warnLocked("evict", "dropped silent client %s: %s", old.RemoteAddr(), why)
+	old.Conn.Close()
 	return true
 }
 
@@ -169,8 +170,9 @@ func (s *Server) admit(c net.Conn) {
 	s.mu.Lock()
 	if s.accepted >= s.maxClients() && !s.evictOldestPending(fmt.Sprintf("%d clients, the --max-clients cap", s.maxClients())) {
 		s.mu.Unlock()
-		c.Close()
+		// Said before the close, so whoever sees the close finds it said.
 		s.warnf("refuse", "refused client %s: %d clients already, the --max-clients cap", who, s.maxClients())
+		c.Close()
 		return
 	}
 	s.accepted++
@@ -188,9 +190,6 @@ func (s *Server) admit(c net.Conn) {
 			s.mu.Unlock()
 		}()
 		s.ServeConn(ac, who)
-		if ac.timedOut.Load() {
-			s.warnf("silent", "dropped client %s: nothing received in %v", who, s.handshakeTimeout())
-		}
 	}()
 }
 

@@ -23,6 +23,12 @@ func (l *lines) Printf(format string, args ...any) {
 	l.l = append(l.l, fmt.Sprintf(format, args...))
 }
 
+func (l *lines) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.l...)
+}
+
 func (l *lines) has(s string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -123,7 +129,7 @@ func TestServerMaxClients(t *testing.T) {
 		t.Fatal("a connection over the cap was kept")
 	}
 	if !warn.has("refused client") || !warn.has("--max-clients") || !warn.has("dropped silent client") {
-		t.Errorf("refusals not logged: %q", warn.l)
+		t.Errorf("refusals not logged: %q", warn.all())
 	}
 	if n := srv.Clients(); n != 4 {
 		t.Errorf("%d sessions open, want 4", n)
@@ -159,7 +165,7 @@ func TestServerHandshakeTimeout(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if !warn.has("nothing received in 300ms") {
-		t.Errorf("drop not logged: %q", warn.l)
+		t.Errorf("drop not logged: %q", warn.all())
 	}
 }
 
@@ -203,7 +209,7 @@ func TestServerAcceptErrors(t *testing.T) {
 				t.Fatalf("after %v: %q", errno, got)
 			}
 			if !warn.has("retrying") {
-				t.Errorf("accept errors not logged: %q", warn.l)
+				t.Errorf("accept errors not logged: %q", warn.all())
 			}
 			l.Close()
 			if err := <-done; err != nil {
