@@ -2,14 +2,13 @@ package symbols
 
 import (
 	"encoding/binary"
-	"net"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 func allocated(f func()) uint64 {
@@ -23,40 +22,7 @@ func allocated(f func()) uint64 {
 // A FIFO given as the vmlinux is refused at once, not waited on; so are
 // other files that are not regular files or block devices.
 func TestOpenNonRegular(t *testing.T) {
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "vmlinux.fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "vmlinux.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	for _, c := range []struct{ path, want string }{
-		{fifo, "FIFO"},
-		{"/dev/zero", "character device"},
-		{sock, "socket"},
-		{dir, "directory"},
-	} {
-		done := make(chan error, 1)
-		go func() {
-			v, err := Open(c.path)
-			if err == nil {
-				v.Close()
-			}
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if err == nil || !strings.HasPrefix(err.Error(), c.path+": ") || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("%s: got %v, want one line naming it as a %s", c.path, err, c.want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("Open(%s) still blocked after 5 s", c.path)
-		}
-	}
+	fixtures.CheckRefusesNonRegular(t, "vmlinux", func(path string) (io.Closer, error) { return Open(path) })
 }
 
 // miniVmlinux writes an x86_64 ET_EXEC with a symbol table and a .BTF

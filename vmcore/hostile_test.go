@@ -9,14 +9,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+	"io"
 	"math"
 	"math/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -303,41 +303,9 @@ func TestPageCacheBytes(t *testing.T) {
 // refused at once, in one line naming it; Open must not block on a FIFO
 // that has no writer.
 func TestOpenNonRegular(t *testing.T) {
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "vmcore.fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "vmcore.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	for _, c := range []struct{ path, want string }{
-		{fifo, "FIFO"},
-		{"/dev/null", "character device"},
-		{sock, "socket"},
-		{dir, "directory"},
-	} {
-		done := make(chan error, 1)
-		go func() {
-			d, err := Open(c.path)
-			if err == nil {
-				d.Close()
-			}
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if err == nil || !strings.Contains(err.Error(), c.path) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
-				t.Errorf("%s: got %v, want one line naming it as a %s", c.path, err, c.want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("Open(%s) still blocked after 5 s", c.path)
-		}
-	}
+	fixtures.CheckRefusesNonRegular(t, "vmcore", func(path string) (io.Closer, error) { return Open(path) })
 	// A regular file still opens, through a symlink too.
+	dir := t.TempDir()
 	img := smallKdump(CompressionZlib, 6)
 	reg := filepath.Join(dir, "vmcore")
 	if err := os.WriteFile(reg, img, 0o400); err != nil {
