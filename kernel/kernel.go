@@ -52,6 +52,9 @@ type Kernel struct {
 	stateOnce    sync.Once
 	stateLetters []byte
 
+	rssOnce sync.Once
+	rss     rssLayout
+
 	modOnce sync.Once
 	modules []*Module
 	modErr  error
@@ -274,12 +277,10 @@ func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symb
 	}
 	k := &Kernel{Dump: d, VM: vm, Vmlinux: v, Syms: syms, Types: b, Info: info, KASLR: info.KernelOffset,
 		byAddr: map[uint64]*Task{}, userAS: map[uint64]*vmcore.PageTable{}, PanicCPU: -1}
-	if none, ok := b.(symbols.NoTypes); ok {
-		return k, k.loadWithoutTypes(none)
-	}
-	if err := k.loadOffsets(); err != nil {
-		return nil, err
-	}
+	// What needs no struct layout first: the direct map's base, the CPUs
+	// and their saved registers (a CPU's saved pid and registers stand in
+	// for its task when the task_struct is not in the dump, or when there
+	// are no types at all).
 	if pob, err := k.Symbol("page_offset_base"); err == nil {
 		if base, err := k.ReadU64(pob); err == nil {
 			vm.SetDirectMap(base)
@@ -288,9 +289,14 @@ func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symb
 	if err := k.loadCPUs(); err != nil {
 		return nil, err
 	}
-	// Registers first: a CPU's saved pid and registers stand in for its
-	// task when the task_struct is not in the dump.
 	k.loadRegisters()
+	if none, ok := b.(symbols.NoTypes); ok {
+		k.loadWithoutTypes(none)
+		return k, nil
+	}
+	if err := k.loadOffsets(); err != nil {
+		return nil, err
+	}
 	if err := k.loadTasks(); err != nil {
 		return nil, err
 	}
@@ -300,24 +306,13 @@ func load(d *vmcore.Dump, info *vmcore.VMCOREINFO, v *symbols.Vmlinux, syms Symb
 // loadWithoutTypes builds what needs no struct layout: the CPUs, each
 // with its saved registers and one task standing for what it ran (pid
 // from its note when the note has one), memory and symbols.
-func (k *Kernel) loadWithoutTypes(none symbols.NoTypes) error {
-	if pob, err := k.Symbol("page_offset_base"); err == nil {
-		if base, err := k.ReadU64(pob); err == nil {
-			k.VM.SetDirectMap(base)
-		}
-	}
-	if err := k.loadCPUs(); err != nil {
-		return err
-	}
-	k.loadRegisters()
+func (k *Kernel) loadWithoutTypes(none symbols.NoTypes) {
 	k.warn("%v: only the CPUs and their saved registers are shown, one thread per CPU", none.Err())
-	why := none.Err()
+	why := none.Err().Error()
 	for _, c := range k.CPUs {
-		t := &Task{PID: -1, TGID: -1, CPU: c.ID, State: 'R', Unreadable: why.Error(), OnCPU: c}
-		if c.HasNotePID {
-			t.PID, t.TGID = c.NotePID, c.NotePID
-			t.IsIdle = c.NotePID == 0
-		}
+		t := noteTask(c, 0, why)
+		t.TGID = t.PID
+		t.OnCPU = c
 		t.Comm = fmt.Sprintf("cpu%d", c.ID)
 		c.Curr = t
 		k.Tasks = append(k.Tasks, t)
@@ -325,7 +320,6 @@ func (k *Kernel) loadWithoutTypes(none symbols.NoTypes) error {
 	if k.PanicCPU >= 0 {
 		k.CPUs[k.PanicCPU].Curr.Panic = true
 	}
-	return nil
 }
 
 // HasTypes says whether the model has type information; without it only
@@ -373,7 +367,10 @@ func (k *Kernel) loadOffsets() error {
 	o.taskPID = get("task_struct", "pid")
 	o.taskTGID = get("task_struct", "tgid")
 	o.taskComm = get("task_struct", "comm")
-	o.commLen = k.arrayLen("task_struct", "comm", 1, 256, &errs)
+	var err error
+	if o.commLen, err = k.arrayLen("task_struct", "comm", 1, 256); err != nil { // TASK_COMM_LEN
+		errs = append(errs, err)
+	}
 	o.taskState = try("task_struct", "__state", "state")
 	o.taskStack = get("task_struct", "stack")
 	o.taskSP = get("task_struct", "thread.sp")
@@ -407,18 +404,13 @@ func (k *Kernel) loadOffsets() error {
 }
 
 // arrayLen returns the length of an array member from the type
-// information, bounded to [lo, hi] (a length sizes a read); a failure is
-// added to errs.
-func (k *Kernel) arrayLen(structName, member string, lo, hi uint64, errs *[]error) uint64 {
+// information, which must lie in [lo, hi]: a length sizes a read.
+func (k *Kernel) arrayLen(structName, member string, lo, hi uint64) (uint64, error) {
 	n, err := k.Types.ArrayLen(structName, member)
 	if err == nil && (n < lo || n > hi) {
 		err = fmt.Errorf("%s.%s has %d elements, not %d to %d", structName, member, n, lo, hi)
 	}
-	if err != nil {
-		*errs = append(*errs, err)
-		return lo
-	}
-	return n
+	return n, err
 }
 
 // Symbol returns a kernel symbol's run-time address.
@@ -709,16 +701,26 @@ func (k *Kernel) runningTaskFromNote(c *CPU, addr uint64, why error) *Task {
 	if c.Regs == nil {
 		return nil
 	}
-	t := &Task{Addr: addr, PID: -1, TGID: -1, CPU: c.ID, State: 'R', Unreadable: why.Error()}
+	t := noteTask(c, addr, why.Error())
 	if c.HasNotePID {
-		t.PID = c.NotePID
-		t.IsIdle = c.NotePID == 0
 		if comm, line := k.commFromLog(c.ID, c.NotePID); comm != "" {
 			t.Comm, t.CommSource = comm, "log: "+line
 		}
 	}
 	if addr != 0 {
 		k.byAddr[addr] = t
+	}
+	return t
+}
+
+// noteTask is what CPU c ran, known only from the CPU's note: its pid
+// when the note has one (a hypervisor's notes carry none), running,
+// everything else unknown for the reason why.
+func noteTask(c *CPU, addr uint64, why string) *Task {
+	t := &Task{Addr: addr, PID: -1, TGID: -1, CPU: c.ID, State: 'R', Unreadable: why}
+	if c.HasNotePID {
+		t.PID = c.NotePID
+		t.IsIdle = c.NotePID == 0
 	}
 	return t
 }

@@ -72,10 +72,9 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lenErrs []error
-	nameLen := k.arrayLen("module", "name", 1, 4096, &lenErrs) // MODULE_NAME_LEN
-	if len(lenErrs) > 0 {
-		return nil, lenErrs[0]
+	nameLen, err := k.arrayLen("module", "name", 1, 4096) // MODULE_NAME_LEN
+	if err != nil {
+		return nil, err
 	}
 	stateOff, _ := b.Offset("module", "state")
 	states := map[int64]string{}

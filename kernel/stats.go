@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"strings"
 )
 
@@ -31,10 +32,9 @@ func (k *Kernel) Uname() (Utsname, error) {
 		if err != nil {
 			return u, err
 		}
-		var errs []error
-		n := k.arrayLen("new_utsname", f.member, 1, 4096, &errs) // __NEW_UTS_LEN + 1
-		if len(errs) > 0 {
-			return u, errs[0]
+		n, err := k.arrayLen("new_utsname", f.member, 1, 4096) // __NEW_UTS_LEN + 1
+		if err != nil {
+			return u, err
 		}
 		if *f.dst, err = k.readCString(ns+nameOff+off, int(n)); err != nil {
 			return u, err
@@ -261,60 +261,20 @@ func (k *Kernel) TaskMemory(t *Task) (TaskMem, error) {
 	if t.MM == 0 {
 		return TaskMem{}, nil
 	}
-	b := k.Types
-	vmOff, err := b.Offset("mm_struct", "total_vm")
-	if err != nil {
-		return TaskMem{}, err
+	k.rssOnce.Do(k.loadRSSLayout)
+	l := &k.rss
+	if l.vmErr != nil {
+		return TaskMem{}, l.vmErr
 	}
 	var m TaskMem
-	if m.VSZ, err = k.ReadU64(t.MM + vmOff); err != nil {
+	var err error
+	if m.VSZ, err = k.ReadU64(t.MM + l.totalVM); err != nil {
 		return m, err
 	}
-	// get_mm_rss(): file + anon + shmem pages, each counter's index from
-	// the kernel's own enum (MM_SWAPENTS sits among them).
-	var idx []uint64
-	for _, name := range []string{"MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"} {
-		v, err := b.EnumValue(name)
-		if err != nil {
-			return m, err
-		}
-		idx = append(idx, uint64(v))
+	if l.err != nil {
+		return m, l.err
 	}
-	var counters []uint64
-	if off, err := b.Offset("mm_struct", "rss_stat.count"); err == nil {
-		// An array of atomic_long_t in struct mm_rss_stat (before 6.2).
-		size, err1 := b.Sizeof("mm_rss_stat")
-		n, err2 := b.ArrayLen("mm_rss_stat", "count")
-		if err := errors.Join(err1, err2); err != nil {
-			return m, err
-		}
-		if n == 0 || size%n != 0 {
-			return m, fmt.Errorf("struct mm_rss_stat of %d bytes does not hold %d counters", size, n)
-		}
-		for _, i := range idx {
-			if i >= n {
-				return m, fmt.Errorf("rss counter %d past mm_rss_stat.count[%d]", i, n)
-			}
-			counters = append(counters, off+i*(size/n))
-		}
-	} else if off, err := b.Offset("mm_struct", "rss_stat"); err == nil {
-		// An array of percpu_counter (6.2+); count is the folded total.
-		n, err1 := b.ArrayLen("mm_struct", "rss_stat")
-		size, err2 := b.Sizeof("percpu_counter")
-		cnt, err3 := b.Offset("percpu_counter", "count")
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return m, err
-		}
-		for _, i := range idx {
-			if i >= n {
-				return m, fmt.Errorf("rss counter %d past mm_struct.rss_stat[%d]", i, n)
-			}
-			counters = append(counters, off+i*size+cnt)
-		}
-	} else {
-		return m, err
-	}
-	for _, c := range counters {
+	for _, c := range l.counters {
 		v, err := k.ReadU64(t.MM + c)
 		if err != nil {
 			return m, err
@@ -324,6 +284,71 @@ func (k *Kernel) TaskMemory(t *Task) (TaskMem, error) {
 		}
 	}
 	return m, nil
+}
+
+// rssLayout is where mm_struct keeps total_vm and the counters
+// get_mm_rss() adds, found once (ps asks for every task).
+type rssLayout struct {
+	totalVM  uint64
+	vmErr    error
+	counters []uint64 // offsets in mm_struct
+	err      error
+}
+
+func (k *Kernel) loadRSSLayout() {
+	l := &k.rss
+	b := k.Types
+	l.totalVM, l.vmErr = b.Offset("mm_struct", "total_vm")
+	l.counters, l.err = rssCounters(b)
+}
+
+// rssCounters returns the offsets in mm_struct of get_mm_rss()'s
+// counters: file + anon + shmem pages, each counter's index from the
+// kernel's own enum (MM_SWAPENTS sits among them).
+func rssCounters(b symbols.Types) ([]uint64, error) {
+	var idx []uint64
+	for _, name := range []string{"MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"} {
+		v, err := b.EnumValue(name)
+		if err != nil {
+			return nil, err
+		}
+		idx = append(idx, uint64(v))
+	}
+	var counters []uint64
+	if off, err := b.Offset("mm_struct", "rss_stat.count"); err == nil {
+		// An array of atomic_long_t in struct mm_rss_stat (before 6.2).
+		size, err1 := b.Sizeof("mm_rss_stat")
+		n, err2 := b.ArrayLen("mm_rss_stat", "count")
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		if n == 0 || size%n != 0 {
+			return nil, fmt.Errorf("struct mm_rss_stat of %d bytes does not hold %d counters", size, n)
+		}
+		for _, i := range idx {
+			if i >= n {
+				return nil, fmt.Errorf("rss counter %d past mm_rss_stat.count[%d]", i, n)
+			}
+			counters = append(counters, off+i*(size/n))
+		}
+	} else if off, err := b.Offset("mm_struct", "rss_stat"); err == nil {
+		// An array of percpu_counter (6.2+); count is the folded total.
+		n, err1 := b.ArrayLen("mm_struct", "rss_stat")
+		size, err2 := b.Sizeof("percpu_counter")
+		cnt, err3 := b.Offset("percpu_counter", "count")
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, err
+		}
+		for _, i := range idx {
+			if i >= n {
+				return nil, fmt.Errorf("rss counter %d past mm_struct.rss_stat[%d]", i, n)
+			}
+			counters = append(counters, off+i*size+cnt)
+		}
+	} else {
+		return nil, err
+	}
+	return counters, nil
 }
 
 // Parent returns the pid of the task's real parent.
