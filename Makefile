@@ -4,7 +4,11 @@
 GO       ?= go
 BIN      := bin/vmcore-gdbserver
 FIXTURES := testdata/fixtures/mkfixtures.sh
-FUZZTIME ?= 3s
+# A smoke run is a count of inputs, not a duration: Go 1.26's coordinator can
+# fail a duration-bounded run with a bare "context deadline exceeded" when
+# the deadline fires (go.dev/issue/75804), which reddened CI with no crasher.
+FUZZEXECS ?= 20000
+FUZZTIME ?= $(FUZZEXECS)x
 # Fuzz targets as package:target pairs.
 FUZZ_TARGETS := \
 	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
@@ -73,7 +77,10 @@ fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+	  log=$$(mktemp); \
+	  if ! $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1; then \
+	    tail -n 40 $$log; rm -f $$log; exit 1; fi; \
+	  rm -f $$log; \
 	done
 
 fuzz:
