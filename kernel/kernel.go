@@ -729,7 +729,7 @@ func noteTask(c *CPU, addr uint64, why string) *Task {
 // panic and warning (dump_stack_print_info): "CPU: 1 PID: 42 Comm: sh
 // Not tainted ...", since 6.10 with "UID: 0" before PID, and "Kdump:
 // loaded" before the taint when a crash kernel is loaded.
-var logTaskLine = regexp.MustCompile(`CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.{1,16}?) (?:Kdump: loaded )?(?:Not tainted|Tainted:)`)
+var logTaskLine = regexp.MustCompile(`CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.+?) (?:Kdump: loaded )?(?:Not tainted|Tainted:)`)
 
 // commFromLog returns the command the log's last such line names for
 // cpu and pid, and the line.
@@ -740,7 +740,8 @@ func (k *Kernel) commFromLog(cpu int, pid int32) (string, string) {
 	}
 	for i := len(recs) - 1; i >= 0; i-- {
 		m := logTaskLine.FindStringSubmatch(recs[i].Text)
-		if m != nil && m[1] == strconv.Itoa(cpu) && m[2] == strconv.Itoa(int(pid)) {
+		// The kernel prints at most TASK_COMM_LEN-1 bytes of comm.
+		if m != nil && m[1] == strconv.Itoa(cpu) && m[2] == strconv.Itoa(int(pid)) && (k.off.commLen == 0 || uint64(len(m[3])) < k.off.commLen) {
 			return m[3], strings.TrimSpace(recs[i].Text)
 		}
 	}

@@ -85,23 +85,38 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 	}
 	// Where the core text lives: core_layout (before 6.4) or mem[MOD_TEXT].
 	var baseOff, sizeOff, textSizeOff uint64
-	var memSize, memCount uint64
+	var memBase, memSizeOff, memSize, memCount uint64
+	coreMem := map[uint64]bool{}
 	if o, err := b.Offset("module", "core_layout.base"); err == nil {
 		baseOff = o
 		sizeOff, _ = b.Offset("module", "core_layout.size")
 		textSizeOff, _ = b.Offset("module", "core_layout.text_size")
 	} else if o, err := b.Offset("module", "mem"); err == nil {
-		baseOff = o
-		ms, err := b.Sizeof("module_memory")
+		ms, err1 := b.Sizeof("module_memory")
+		bo, err2 := b.Offset("module_memory", "base")
+		so, err3 := b.Offset("module_memory", "size")
+		n, err4 := k.arrayLen("module", "mem", 1, 1024)
+		text, err5 := b.EnumValue("MOD_TEXT")
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+			return nil, err
+		}
+		if text < 0 || uint64(text) >= n {
+			return nil, fmt.Errorf("MOD_TEXT %d is outside module.mem[%d]", text, n)
+		}
+		memBase, memSizeOff, memSize, memCount = o+bo, o+so, ms, n
+		baseOff = memBase + uint64(text)*ms
+		textSizeOff = memSizeOff + uint64(text)*ms
+		// SIZE (as crash shows it) sums the core regions: those of enum
+		// mod_mem_type that are not MOD_INIT_*, which the kernel frees
+		// after init.
+		kinds, err := b.Enum("mod_mem_type")
 		if err != nil {
 			return nil, err
 		}
-		memSize = ms
-		bo, _ := b.Offset("module_memory", "base")
-		so, _ := b.Offset("module_memory", "size")
-		baseOff, sizeOff, textSizeOff = o+bo, o+so, o+so
-		if n, err := b.EnumValue("MOD_MEM_NUM_TYPES"); err == nil {
-			memCount = uint64(n)
+		for name, v := range kinds {
+			if v >= 0 && uint64(v) < memCount && !strings.HasPrefix(name, "MOD_INIT_") && name != "MOD_MEM_NUM_TYPES" {
+				coreMem[uint64(v)] = true
+			}
 		}
 	} else {
 		return nil, fmt.Errorf("struct module has neither core_layout nor mem: an unknown layout")
@@ -132,17 +147,15 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 		}
 		m.Base, _ = k.ReadU64(addr + baseOff)
 		if memSize > 0 {
-			// 6.4+: each region is its own allocation; SIZE (as crash
-			// shows it) sums the core ones: text, data, rodata,
-			// ro_after_init (the first four of enum mod_mem_type).
-			for i := uint64(0); i < memCount && i < 16; i++ {
-				base, err1 := k.ReadU64(addr + baseOff + i*memSize)
-				size, err2 := k.readU32(addr + sizeOff + i*memSize)
+			// 6.4+: each region is its own allocation.
+			for i := uint64(0); i < memCount; i++ {
+				base, err1 := k.ReadU64(addr + memBase + i*memSize)
+				size, err2 := k.readU32(addr + memSizeOff + i*memSize)
 				if err1 != nil || err2 != nil || base == 0 || size == 0 {
 					continue
 				}
 				m.Regions = append(m.Regions, Region{base, uint64(size)})
-				if i < 4 {
+				if coreMem[i] {
 					m.Size += uint64(size)
 				}
 			}

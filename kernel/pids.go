@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // tasksFromPIDs finds tasks through init_pid_ns's pid IDR (an xarray of
@@ -25,6 +26,11 @@ func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
 	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8); err != nil {
 		return 0, err
 	}
+	if nslots < 2 || nslots&(nslots-1) != 0 {
+		return 0, fmt.Errorf("xa_node.slots[%d] is not a power of two", nslots)
+	}
+	// Each level indexes XA_CHUNK_SHIFT bits of an unsigned long index.
+	maxDepth := (64 + bits.TrailingZeros64(nslots) - 1) / bits.TrailingZeros64(nslots)
 	head, err := k.ReadU64(ns + idrOff + rtOff + headOff)
 	if err != nil {
 		return 0, err
@@ -35,7 +41,7 @@ func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
 	var skipped []string
 	var walk func(entry uint64, depth int) error
 	walk = func(entry uint64, depth int) error {
-		if entry == 0 || depth > 16 {
+		if entry == 0 || depth > maxDepth {
 			return nil
 		}
 		if visited++; visited > MaxTasks {

@@ -199,8 +199,20 @@ func (k *Kernel) hugetlbPages() (uint64, error) {
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return 0, err
 	}
+	// hstates is HUGE_MAX_HSTATE long: the symbol's size says how long
+	// when the vmlinux is there; without it the count must at least fit
+	// in what one hstate per huge page order could use.
+	limit := uint64(64)
+	if k.Vmlinux != nil {
+		if _, symSize, err := k.Vmlinux.Symbol("hstates"); err == nil && symSize > 0 && size > 0 {
+			limit = symSize / size
+		}
+	}
+	if uint64(n) > limit {
+		return 0, fmt.Errorf("hugetlb_max_hstate %d exceeds hstates[%d]", n, limit)
+	}
 	var total uint64
-	for i := uint64(0); i < uint64(n) && i < 16; i++ {
+	for i := uint64(0); i < uint64(n); i++ {
 		nr, _ := k.ReadU64(hs + i*size + nrOff)
 		order, _ := k.readU32(hs + i*size + orderOff)
 		total += nr << order
