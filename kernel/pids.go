@@ -16,6 +16,11 @@ func (k *Kernel) tasksFromPIDs(add func(*Task)) (int, error) {
 		return 0, err
 	}
 	idrOff, err1 := b.Offset("pid_namespace", "idr")
+	if err1 != nil {
+		// Kernels before 4.15 hash pids in pid_hash instead; only the
+		// task list finds their tasks.
+		return 0, fmt.Errorf("pid IDR: struct pid_namespace has no idr (%w), so tasks beyond the cut in the task list are not found", err1)
+	}
 	rtOff, err2 := b.Offset("idr", "idr_rt")
 	headOff, err3 := b.Offset("xarray", "xa_head")
 	shiftOff, err4 := b.Offset("xa_node", "shift")
