@@ -54,7 +54,11 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 		}
 	}
 	t, err := k.vmlinuxORC()
-	if err != nil {
+	if err != nil && !k.builtWithORC() {
+		// CONFIG_UNWINDER_FRAME_POINTER (or a kernel older than ORC):
+		// the kernel unwinds itself by rbp, and so do we.
+		u.FramePointers = true
+	} else if err != nil {
 		k.warn("no ORC data for vmlinux (%v): backtraces follow frame pointers only", err)
 	} else {
 		u.Tables = append(u.Tables, *t)
@@ -63,6 +67,18 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 		}
 	}
 	return u, nil
+}
+
+// builtWithORC says whether the kernel has ORC tables at all, readable
+// or not: a vmlinux section or the symbols that bound them in memory.
+func (k *Kernel) builtWithORC() bool {
+	if k.Vmlinux != nil {
+		if _, _, err := k.Vmlinux.SectionData(".orc_unwind_ip"); err == nil {
+			return true
+		}
+	}
+	_, err := k.Symbol("__start_orc_unwind_ip")
+	return err == nil
 }
 
 // isText says whether addr is in the kernel's text (init text too: the

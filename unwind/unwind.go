@@ -114,6 +114,11 @@ type Unwinder struct {
 	// entries for them, so the previous function's last entry covers them
 	// and reads the return address from the wrong slot.
 	IsText func(pc uint64) bool
+	// FramePointers says the kernel is unwound by its rbp chain
+	// (CONFIG_UNWINDER_FRAME_POINTER, a kernel without ORC): frames found
+	// that way are calls, not guesses, and an rbp of 0 ends the stack as
+	// it ends the kernel's own frame-pointer unwinder.
+	FramePointers bool
 }
 
 // Stop reasons, wrapped in the error Unwind returns with the frames it found.
@@ -374,11 +379,15 @@ func (u *Unwinder) readPtRegs(addr uint64, _ bool) (Regs, error) {
 	return r, nil
 }
 
-// framePointer is the fallback where no ORC entry covers pc: [rbp] is the
-// caller's rbp, [rbp+8] the return address. An odd rbp marks a pt_regs
+// framePointer steps by the rbp chain: the primary method on a
+// frame-pointer kernel, else the fallback where no ORC entry or CFI covers
+// pc. [rbp] is the caller's rbp, [rbp+8] the return address. An odd rbp marks a pt_regs
 // address (the kernel's "encoded" frame pointer from entry code).
 func (u *Unwinder) framePointer(r Regs) (Frame, error) {
 	bp, ok := r.Get(RBP)
+	if ok && bp == 0 && u.FramePointers {
+		return Frame{}, errEndOfStack
+	}
 	if !ok || bp == 0 {
 		return Frame{}, ErrNoORC
 	}
@@ -402,5 +411,9 @@ func (u *Unwinder) framePointer(r Regs) (Frame, error) {
 	nr.Set(RIP, ip)
 	nr.Set(RSP, bp+16)
 	nr.Set(RBP, caller)
-	return Frame{PC: ip, SP: bp + 16, Regs: nr, Kind: KindFramePointer}, nil
+	kind := KindFramePointer
+	if u.FramePointers {
+		kind = KindCall
+	}
+	return Frame{PC: ip, SP: bp + 16, Regs: nr, Kind: kind}, nil
 }

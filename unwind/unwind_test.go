@@ -212,3 +212,71 @@ func TestUnwindZeroReturnAddress(t *testing.T) {
 		t.Fatalf("%d frames, %v", len(frames), err)
 	}
 }
+
+// A kernel without ORC is unwound by its rbp chain. On a frame-pointer
+// kernel those frames are calls and rbp 0 ends the stack; on an ORC
+// kernel whose table misses the code they are guesses and the walk
+// reports why it stopped. An odd rbp (entry code's encoded pointer to
+// pt_regs) yields the exception frame in either case.
+func TestUnwindFramePointers(t *testing.T) {
+	const (
+		a, b, c = 0xffffffff81001010, 0xffffffff81002020, 0xffffffff81003030
+		stack   = 0xffffc90000010000
+	)
+	m := mem{
+		stack + 0x00: stack + 0x40, stack + 0x08: b, // a's frame: caller rbp, return into b
+		stack + 0x40: stack + 0x80, stack + 0x48: c, // b's frame: return into c
+		stack + 0x80: 0, stack + 0x88: 0xffffffff81004040, // c's frame, the outermost
+	}
+	// The pt_regs the encoded rbp points at: a user-mode return.
+	regsAt := uint64(stack + 0x200)
+	for _, off := range ptRegs {
+		m[regsAt+off] = 0
+	}
+	m[regsAt+ptRegs[RIP]] = 0x401000
+	m[regsAt+ptRegs[CS]] = 0x33
+	m[regsAt+ptRegs[RSP]] = 0x7ffc0000
+	encoded := mem{}
+	for k, v := range m {
+		encoded[k] = v
+	}
+	encoded[stack+0x80] = regsAt | 1
+
+	for _, tc := range []struct {
+		name          string
+		mem           mem
+		framePointers bool
+		kinds         []Kind
+		wantErr       error
+		userMode      bool
+	}{
+		{"frame-pointer kernel", m, true, []Kind{KindCall, KindCall, KindCall, KindCall}, nil, false},
+		{"ORC kernel, uncovered code", m, false, []Kind{KindCall, KindFramePointer, KindFramePointer, KindFramePointer}, ErrNoORC, false},
+		{"frame-pointer kernel, entry from user space", encoded, true, []Kind{KindCall, KindCall, KindCall, KindCall, KindException}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := &Unwinder{Mem: tc.mem, PtRegs: ptRegs, FramePointers: tc.framePointers}
+			var r Regs
+			r.Set(RIP, a)
+			r.Set(RSP, stack-0x20)
+			r.Set(RBP, stack)
+			frames, err := u.Unwind(r, true)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			var kinds []Kind
+			for _, f := range frames {
+				kinds = append(kinds, f.Kind)
+			}
+			if fmt.Sprint(kinds) != fmt.Sprint(tc.kinds) {
+				t.Fatalf("kinds %v, want %v", kinds, tc.kinds)
+			}
+			if frames[1].PC != b || frames[2].PC != c {
+				t.Errorf("callers 0x%x 0x%x, want 0x%x 0x%x", frames[1].PC, frames[2].PC, uint64(b), uint64(c))
+			}
+			if last := frames[len(frames)-1]; last.UserMode != tc.userMode {
+				t.Errorf("last frame user mode %v, want %v", last.UserMode, tc.userMode)
+			}
+		})
+	}
+}
