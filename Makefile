@@ -14,7 +14,7 @@ FUZZ_TARGETS := \
 	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
 	./vmcore:FuzzFlattened ./vmcore:FuzzDecompress ./vmcore:FuzzPageTableWalk \
 	./symbols:FuzzBTF ./symbols:FuzzDWARF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
-	./unwind:FuzzORC ./unwind:FuzzCFI
+	./unwind:FuzzORC ./unwind:FuzzCFI ./unwind:FuzzCFIObject
 
 .PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench clean
 

@@ -1,0 +1,533 @@
+package unwind
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// This file translates ORC into DWARF call-frame information that a
+// debugger without ORC support (gdb) can use. gdb looks an address up in
+// the .debug_frame of every objfile it has loaded, in load order, so an
+// extra object holding FDEs for what the vmlinux's own CFI leaves out
+// (entry code, exception and interrupt frames, modules without debug info,
+// user space) completes its unwinding without replacing anything the
+// compiler described.
+
+// CFIObject describes the object BuildCFIObject writes.
+type CFIObject struct {
+	// Tables are the ORC tables to translate, each with its text range.
+	Tables []TableRange
+	// Own is the CFI the debugger already has (the vmlinux's
+	// .debug_frame, at run-time addresses); what it covers is left out.
+	// Nil: everything ORC covers is described.
+	Own *CFI
+	// PtRegs is the struct pt_regs layout, for exception frames.
+	PtRegs PtRegs
+	// UserStart and UserEnd bound the user half of the address space: an
+	// FDE there with an undefined return address makes the frame at a
+	// user-mode pc the outermost. Both 0: no such FDE.
+	UserStart, UserEnd uint64
+	// MaxBytes bounds the object (DefaultMaxCFIObject if 0).
+	MaxBytes int
+}
+
+// DefaultMaxCFIObject is far above what a kernel needs (its uncovered
+// code is entry code and assembly: a few hundred KB of FDEs).
+const DefaultMaxCFIObject = 64 << 20
+
+// ErrCFIObjectTooLarge reports an object past CFIObject.MaxBytes.
+var ErrCFIObjectTooLarge = errors.New("generated unwind object exceeds its size bound")
+
+// DWARF call-frame instructions and expression operators used here.
+const (
+	cfaAdvanceLoc     = 0x40
+	cfaAdvanceLoc1    = 0x02
+	cfaAdvanceLoc2    = 0x03
+	cfaAdvanceLoc4    = 0x04
+	cfaUndefined      = 0x07
+	cfaSameValue      = 0x08
+	cfaDefCFA         = 0x0c
+	cfaDefCFAExpr     = 0x0f
+	cfaExpression     = 0x10
+	cfaOffsetExtSF    = 0x11
+	opDeref           = 0x06
+	opConsts          = 0x11
+	opDrop            = 0x13
+	opPlus            = 0x22
+	opPlusUconst      = 0x23
+	opBreg0           = 0x70
+	dataAlign         = -8
+	dwarfEFLAGS       = 49 // DWARF numbers of rFLAGS, cs and ss on x86_64
+	dwarfCS           = 51
+	dwarfSS           = 52
+	colCFA            = -1
+	cieSignalAug      = "S" // gdb: the caller's pc is exact, not a return address
+	elfHeaderSize     = 64
+	elfSectionHdrSize = 64
+	elfSymSize        = 24
+)
+
+// dwarfCol is the DWARF column of a register.
+func dwarfCol(r Reg) int {
+	switch r {
+	case EFLAGS:
+		return dwarfEFLAGS
+	case CS:
+		return dwarfCS
+	case SS:
+		return dwarfSS
+	}
+	return int(r)
+}
+
+// The registers a full pt_regs gives the interrupted context, and those an
+// IRET frame gives (rsp is the CFA in both).
+var (
+	fullRegs = []Reg{RAX, RDX, RCX, RBX, RSI, RDI, RBP, R8, R9, R10, R11, R12, R13, R14, R15, RIP, EFLAGS, CS, SS}
+	iretRegs = []Reg{RIP, CS, EFLAGS, SS}
+	// ruleCols is every column a row may set, in emission order.
+	ruleCols = []int{colCFA, 0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, dwarfEFLAGS, dwarfCS, dwarfSS}
+)
+
+// row is one address range with one ORC entry's rules.
+type row struct {
+	start, end uint64
+	e          Entry
+	user       bool // the user-space FDE: the outermost frame
+}
+
+func (r row) signal() bool {
+	return !r.user && r.e.Signal && (r.e.Type == typeRegs || r.e.Type == typeRegsPartial)
+}
+
+// Ranges returns the address ranges the CFI describes, sorted and merged.
+func (c *CFI) Ranges() [][2]uint64 {
+	var out [][2]uint64
+	for _, f := range c.fdes {
+		b, e := f.Begin(), f.End()
+		if e <= b {
+			continue
+		}
+		if n := len(out); n > 0 && b <= out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], e)
+			continue
+		}
+		out = append(out, [2]uint64{b, e})
+	}
+	return out
+}
+
+// rows lists the ORC ranges the own CFI does not cover, in address order.
+func (o *CFIObject) rows() []row {
+	var own [][2]uint64
+	if o.Own != nil {
+		own = o.Own.Ranges()
+	}
+	var rs []row
+	for _, tr := range o.Tables {
+		t := tr.Table
+		if t == nil {
+			continue
+		}
+		n := len(t.ips)
+		for i := 0; i < n; i++ {
+			if i+1 < n && t.ips[i+1] == t.ips[i] {
+				continue // duplicates: Find picks among them at the last one
+			}
+			start, end := t.ips[i], tr.End
+			if i+1 < n {
+				end = min(t.ips[i+1], tr.End)
+			}
+			start = max(start, tr.Start)
+			if start >= end {
+				continue
+			}
+			e, _ := t.Find(start)
+			rs = appendUncovered(rs, own, row{start: start, end: end, e: e})
+		}
+	}
+	sort.SliceStable(rs, func(a, b int) bool { return rs[a].start < rs[b].start })
+	// Tables should not overlap; if two do, the first one wins as in
+	// Unwinder.find.
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && r.start < out[n-1].end {
+			if r.end <= out[n-1].end {
+				continue
+			}
+			r.start = out[n-1].end
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// appendUncovered appends the parts of r outside the sorted ranges own.
+func appendUncovered(rs []row, own [][2]uint64, r row) []row {
+	i := sort.Search(len(own), func(i int) bool { return own[i][1] > r.start })
+	for ; i < len(own) && own[i][0] < r.end; i++ {
+		if own[i][0] > r.start {
+			p := r
+			p.end = own[i][0]
+			rs = append(rs, p)
+		}
+		r.start = own[i][1]
+		if r.start >= r.end {
+			return rs
+		}
+	}
+	return append(rs, r)
+}
+
+// BuildCFIObject writes a minimal ELF64 x86-64 object whose .debug_frame
+// describes, at run-time addresses, what o's ORC tables cover and o.Own
+// does not, plus the user half of the address space. The bytes depend only
+// on o. Its FDEs use two CIEs: one for call frames and one with the "S"
+// augmentation for exception frames, whose caller's pc is exact (gdb then
+// neither decrements it to look it up nor checks that the caller's stack
+// is above this frame's, which a switch from an interrupt stack breaks).
+func BuildCFIObject(o CFIObject) ([]byte, error) {
+	limit := o.MaxBytes
+	if limit <= 0 {
+		limit = DefaultMaxCFIObject
+	}
+	rs := o.rows()
+	if o.UserEnd > o.UserStart {
+		rs = append([]row{{start: o.UserStart, end: o.UserEnd, user: true}}, rs...)
+	}
+	var frame bytes.Buffer
+	cies := [2]uint32{}
+	for i, aug := range []string{"", cieSignalAug} {
+		cies[i] = uint32(frame.Len())
+		writeCIE(&frame, aug)
+	}
+	for i := 0; i < len(rs); {
+		// One FDE per run of adjacent rows of one CIE.
+		j := i + 1
+		for j < len(rs) && rs[j].start == rs[j-1].end && rs[j].signal() == rs[i].signal() && !rs[j].user && !rs[i].user {
+			j++
+		}
+		cie := cies[0]
+		if rs[i].signal() {
+			cie = cies[1]
+		}
+		if err := o.writeFDE(&frame, cie, rs[i:j]); err != nil {
+			return nil, err
+		}
+		if frame.Len() > limit {
+			return nil, fmt.Errorf("%w: over %d bytes at FDE for 0x%x", ErrCFIObjectTooLarge, limit, rs[i].start)
+		}
+		i = j
+	}
+	return writeELF(frame.Bytes(), limit)
+}
+
+func uleb(b *bytes.Buffer, v uint64) {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v != 0 {
+			c |= 0x80
+		}
+		b.WriteByte(c)
+		if v == 0 {
+			return
+		}
+	}
+}
+
+func sleb(b *bytes.Buffer, v int64) {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		done := (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0)
+		if !done {
+			c |= 0x80
+		}
+		b.WriteByte(c)
+		if done {
+			return
+		}
+	}
+}
+
+// pad8 fills an entry to a multiple of 8 bytes with DW_CFA_nop (0).
+func pad8(b *bytes.Buffer, entryStart int) {
+	for (b.Len()-entryStart)%8 != 0 {
+		b.WriteByte(0)
+	}
+}
+
+// writeCIE writes a version 1 CIE (32-bit DWARF): code alignment 1, data
+// alignment -8, return address in column 16 (rip), no initial rules:
+// every FDE row states its own.
+func writeCIE(b *bytes.Buffer, aug string) {
+	start := b.Len()
+	b.Write([]byte{0, 0, 0, 0})             // length, patched
+	b.Write([]byte{0xff, 0xff, 0xff, 0xff}) // CIE id
+	b.WriteByte(1)
+	b.WriteString(aug)
+	b.WriteByte(0)
+	uleb(b, 1)
+	sleb(b, dataAlign)
+	b.WriteByte(byte(dwarfCol(RIP)))
+	pad8(b, start)
+	binary.LittleEndian.PutUint32(b.Bytes()[start:], uint32(b.Len()-start-4))
+}
+
+func (o *CFIObject) writeFDE(b *bytes.Buffer, cie uint32, rs []row) error {
+	start := b.Len()
+	var hdr [24]byte
+	binary.LittleEndian.PutUint32(hdr[4:], cie)
+	binary.LittleEndian.PutUint64(hdr[8:], rs[0].start)
+	binary.LittleEndian.PutUint64(hdr[16:], rs[len(rs)-1].end-rs[0].start)
+	b.Write(hdr[:])
+	prev := map[int]string{}
+	loc := rs[0].start
+	for _, r := range rs {
+		cur, err := o.rules(r)
+		if err != nil {
+			return err
+		}
+		var ins bytes.Buffer
+		for _, c := range ruleCols {
+			rule, has := cur[c]
+			old, had := prev[c]
+			switch {
+			case has && rule != old:
+				ins.WriteString(rule)
+			case !has && had:
+				// A rule of an earlier row no longer applies: the
+				// register keeps its value, as in any call frame.
+				ins.WriteByte(cfaSameValue)
+				uleb(&ins, uint64(c))
+			}
+		}
+		if ins.Len() > 0 { // a row like the one before needs no advance
+			advance(b, r.start-loc)
+			loc = r.start
+			b.Write(ins.Bytes())
+		}
+		prev = cur
+	}
+	pad8(b, start)
+	binary.LittleEndian.PutUint32(b.Bytes()[start:], uint32(b.Len()-start-4))
+	return nil
+}
+
+// advance moves the row address on by d bytes (code alignment 1).
+func advance(b *bytes.Buffer, d uint64) {
+	switch {
+	case d == 0:
+	case d < 0x40:
+		b.WriteByte(cfaAdvanceLoc | byte(d))
+	case d <= 0xff:
+		b.Write([]byte{cfaAdvanceLoc1, byte(d)})
+	case d <= 0xffff:
+		b.Write([]byte{cfaAdvanceLoc2, byte(d), byte(d >> 8)})
+	default:
+		// Rows never span 4 GiB: a table range is one kernel or module
+		// text, and the user range is its own FDE with one row.
+		var w [5]byte
+		w[0] = cfaAdvanceLoc4
+		binary.LittleEndian.PutUint32(w[1:], uint32(d))
+		b.Write(w[:])
+	}
+}
+
+// spExpr pushes the value ORC calls the previous sp (the project's step
+// computes it as cfa) for entry e, or reports that it has none.
+func spExpr(b *bytes.Buffer, e Entry) bool {
+	breg := func(r Reg, off int64) {
+		b.WriteByte(opBreg0 + byte(r))
+		sleb(b, off)
+	}
+	off := int64(e.SPOffset)
+	switch e.SPReg {
+	case regSP:
+		breg(RSP, off)
+	case regBP:
+		breg(RBP, off)
+	case regSPIndirect:
+		breg(RSP, 0)
+		b.WriteByte(opDeref)
+		addConst(b, off)
+	case regBPIndirect:
+		breg(RBP, off)
+		b.WriteByte(opDeref)
+	case regR10:
+		breg(R10, 0)
+	case regR13:
+		breg(R13, 0)
+	case regDI:
+		breg(RDI, 0)
+	case regDX:
+		breg(RDX, 0)
+	case regAX:
+		breg(RAX, 0)
+	default:
+		return false
+	}
+	return true
+}
+
+func addConst(b *bytes.Buffer, v int64) {
+	switch {
+	case v > 0:
+		b.WriteByte(opPlusUconst)
+		uleb(b, uint64(v))
+	case v < 0:
+		b.WriteByte(opConsts)
+		sleb(b, v)
+		b.WriteByte(opPlus)
+	}
+}
+
+// exprRule is DW_CFA_expression (col) or DW_CFA_def_cfa_expression
+// (colCFA) of an expression. A register's expression starts by dropping
+// the CFA the consumer pushes first.
+func exprRule(col int, expr []byte) string {
+	var b bytes.Buffer
+	if col == colCFA {
+		b.WriteByte(cfaDefCFAExpr)
+	} else {
+		b.WriteByte(cfaExpression)
+		uleb(&b, uint64(col))
+		expr = append([]byte{opDrop}, expr...)
+	}
+	uleb(&b, uint64(len(expr)))
+	b.Write(expr)
+	return b.String()
+}
+
+// rules returns the instructions that set each column for a row.
+func (o *CFIObject) rules(r row) (map[int]string, error) {
+	rules := map[int]string{}
+	outermost := func() map[int]string {
+		// Any CFA (gdb wants one for the frame's id), and no caller.
+		var b bytes.Buffer
+		b.WriteByte(cfaDefCFA)
+		uleb(&b, uint64(RSP))
+		uleb(&b, 8)
+		rules[colCFA] = b.String()
+		rules[dwarfCol(RIP)] = string([]byte{cfaUndefined, byte(dwarfCol(RIP))})
+		return rules
+	}
+	e := r.e
+	if r.user || e.Type == typeEndOfStack || e.Type == typeUndefined {
+		return outermost(), nil
+	}
+	var sp bytes.Buffer
+	if !spExpr(&sp, e) {
+		return outermost(), nil
+	}
+	at := func(off int64) []byte { // sp expression + off
+		var b bytes.Buffer
+		b.Write(sp.Bytes())
+		addConst(&b, off)
+		return b.Bytes()
+	}
+	switch e.Type {
+	case typeCall:
+		var b bytes.Buffer
+		if (e.SPReg == regSP || e.SPReg == regBP) && e.SPOffset >= 0 {
+			b.WriteByte(cfaDefCFA)
+			uleb(&b, uint64(map[orcReg]Reg{regSP: RSP, regBP: RBP}[e.SPReg]))
+			uleb(&b, uint64(e.SPOffset))
+			rules[colCFA] = b.String()
+		} else {
+			rules[colCFA] = exprRule(colCFA, sp.Bytes())
+		}
+		b.Reset()
+		b.WriteByte(cfaOffsetExtSF) // return address at CFA-8
+		uleb(&b, uint64(dwarfCol(RIP)))
+		sleb(&b, 1)
+		rules[dwarfCol(RIP)] = b.String()
+	case typeRegs, typeRegsPartial:
+		regs, base := fullRegs, int64(0)
+		if e.Type == typeRegsPartial {
+			// sp+sp_offset is the IRET frame, pt_regs' ip member.
+			ip, ok := o.PtRegs[RIP]
+			if !ok {
+				return nil, fmt.Errorf("ORC entry at 0x%x: pt_regs layout lacks ip", r.start)
+			}
+			regs, base = iretRegs, -int64(ip)
+		}
+		spOff, ok := o.PtRegs[RSP]
+		if !ok {
+			return nil, fmt.Errorf("ORC entry at 0x%x: pt_regs layout lacks sp", r.start)
+		}
+		rules[colCFA] = exprRule(colCFA, append(at(base+int64(spOff)), opDeref))
+		for _, reg := range regs {
+			off, ok := o.PtRegs[reg]
+			if !ok {
+				return nil, fmt.Errorf("ORC entry at 0x%x: pt_regs layout lacks %v", r.start, reg)
+			}
+			rules[dwarfCol(reg)] = exprRule(dwarfCol(reg), at(base+int64(off)))
+		}
+	}
+	if e.Type == typeCall {
+		// rbp of the caller (a pt_regs frame restores it with the rest).
+		switch e.BPReg {
+		case regPrevSP:
+			var b bytes.Buffer
+			if e.BPOffset%8 == 0 {
+				b.WriteByte(cfaOffsetExtSF)
+				uleb(&b, uint64(RBP))
+				sleb(&b, int64(e.BPOffset)/dataAlign)
+				rules[int(RBP)] = b.String()
+			} else {
+				rules[int(RBP)] = exprRule(int(RBP), at(int64(e.BPOffset)))
+			}
+		case regBP:
+			var b bytes.Buffer
+			b.WriteByte(opBreg0 + byte(RBP))
+			sleb(&b, int64(e.BPOffset))
+			rules[int(RBP)] = exprRule(int(RBP), b.Bytes())
+		}
+	}
+	return rules, nil
+}
+
+// writeELF wraps a .debug_frame in an ELF64 relocatable-free executable
+// with no allocated sections: gdb needs none to use the FDEs, and a
+// section at the kernel's addresses would take symbol lookups from the
+// vmlinux.
+func writeELF(debugFrame []byte, limit int) ([]byte, error) {
+	shstr := []byte("\x00.debug_frame\x00.shstrtab\x00")
+	const nameFrame, nameShstr = 1, 14
+	frameOff := uint64(elfHeaderSize)
+	shstrOff := frameOff + uint64(len(debugFrame))
+	shOff := (shstrOff + uint64(len(shstr)) + 7) &^ 7
+	total := shOff + 3*elfSectionHdrSize
+	if total > uint64(limit) {
+		return nil, fmt.Errorf("%w: %d bytes, bound %d", ErrCFIObjectTooLarge, total, limit)
+	}
+	out := make([]byte, total)
+	le := binary.LittleEndian
+	copy(out, []byte{0x7f, 'E', 'L', 'F', 2 /*64-bit*/, 1 /*LE*/, 1 /*version*/})
+	le.PutUint16(out[16:], 2)  // ET_EXEC
+	le.PutUint16(out[18:], 62) // EM_X86_64
+	le.PutUint32(out[20:], 1)
+	le.PutUint64(out[40:], shOff)
+	le.PutUint16(out[52:], elfHeaderSize)
+	le.PutUint16(out[58:], elfSectionHdrSize)
+	le.PutUint16(out[60:], 3) // section headers
+	le.PutUint16(out[62:], 2) // .shstrtab's index
+	copy(out[frameOff:], debugFrame)
+	copy(out[shstrOff:], shstr)
+	sh := func(i int, name, typ uint32, off, size, align uint64) {
+		h := out[shOff+uint64(i)*elfSectionHdrSize:]
+		le.PutUint32(h[0:], name)
+		le.PutUint32(h[4:], typ)
+		le.PutUint64(h[24:], off)
+		le.PutUint64(h[32:], size)
+		le.PutUint64(h[48:], align)
+	}
+	sh(1, nameFrame, 1 /*PROGBITS*/, frameOff, uint64(len(debugFrame)), 8)
+	sh(2, nameShstr, 3 /*STRTAB*/, shstrOff, uint64(len(shstr)), 1)
+	return out, nil
+}
