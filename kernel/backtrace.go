@@ -214,3 +214,22 @@ func (k *Kernel) SymbolName(addr uint64) string {
 }
 
 func le64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+
+// UnwindObject returns an ELF object whose .debug_frame is this kernel's
+// ORC (vmlinux and modules) translated for gdb where the vmlinux's own
+// CFI says nothing, plus an outermost frame for user space (see
+// unwind.BuildCFIObject).
+func (k *Kernel) UnwindObject() ([]byte, error) {
+	u, err := k.Unwinder()
+	if err != nil {
+		return nil, err
+	}
+	if len(u.Tables) == 0 {
+		return nil, fmt.Errorf("no ORC tables to translate")
+	}
+	return unwind.BuildCFIObject(unwind.CFIObject{
+		Tables: u.Tables, Own: u.CFI, PtRegs: u.PtRegs,
+		// gdb drops an FDE at address 0 as a linker leftover: start at 1.
+		UserStart: 1, UserEnd: k.userLimit(),
+	})
+}

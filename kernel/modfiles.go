@@ -234,6 +234,69 @@ func (f *ModuleFiles) decompress(path string) (string, error) {
 	return j.path, j.err
 }
 
+// WriteFile puts data the server generated for gdb (the unwind object)
+// beside the decompressed modules: in the same private directory, under a
+// subdirectory named by the content's sha256, written like a
+// decompression (O_EXCL temporary file, renamed into place). The same
+// bytes give the same path, written once.
+func (f *ModuleFiles) WriteFile(name string, data []byte) (string, error) {
+	if name == "" || filepath.Base(name) != name || int64(len(data)) > f.maxSize() {
+		return "", fmt.Errorf("generated file %q of %d bytes: bad name or over %d MiB", name, len(data), f.maxSize()>>20)
+	}
+	h := sha256.Sum256(data)
+	sum := hex.EncodeToString(h[:])
+	key := sum + "/" + name
+	f.mu.Lock()
+	if j, ok := f.decomps[key]; ok {
+		f.mu.Unlock()
+		<-j.done
+		return j.path, j.err
+	}
+	dir, err := f.outDir()
+	if err != nil {
+		f.mu.Unlock()
+		return "", err
+	}
+	if f.decomps == nil {
+		f.decomps = map[string]*decompJob{}
+	}
+	j := &decompJob{done: make(chan struct{})}
+	f.decomps[key] = j
+	f.mu.Unlock()
+
+	j.path, j.err = writeNew(filepath.Join(dir, sum[:32]), name, data)
+	close(j.done)
+	return j.path, j.err
+}
+
+// writeNew writes data to subdir/name through an O_EXCL temporary file
+// renamed into place, which never follows a link planted at either name.
+func writeNew(subdir, name string, data []byte) (string, error) {
+	if err := os.Mkdir(subdir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("writing %s: %w", name, err)
+	}
+	if st, err := os.Lstat(subdir); err != nil || !st.IsDir() {
+		return "", fmt.Errorf("writing %s: %s is not a directory", name, subdir)
+	}
+	tmp, err := os.CreateTemp(subdir, name+".tmp-*") // O_EXCL, mode 0600
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", name, err)
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	out := filepath.Join(subdir, name)
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing %s: %w", out, err)
+	}
+	return out, nil
+}
+
 // openRegular opens path for reading, refusing anything but a regular
 // file without blocking on a FIFO.
 func openRegular(path string) (*os.File, error) {

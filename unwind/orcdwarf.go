@@ -2,6 +2,7 @@ package unwind
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -222,7 +223,11 @@ func BuildCFIObject(o CFIObject) ([]byte, error) {
 		}
 		i = j
 	}
-	return writeELF(frame.Bytes(), limit)
+	text := uint64(0)
+	if len(rs) > 0 {
+		text = rs[0].start
+	}
+	return writeELF(frame.Bytes(), text, limit)
 }
 
 func uleb(b *bytes.Buffer, v uint64) {
@@ -492,42 +497,61 @@ func (o *CFIObject) rules(r row) (map[int]string, error) {
 	return rules, nil
 }
 
-// writeELF wraps a .debug_frame in an ELF64 relocatable-free executable
-// with no allocated sections: gdb needs none to use the FDEs, and a
-// section at the kernel's addresses would take symbol lookups from the
-// vmlinux.
-func writeELF(debugFrame []byte, limit int) ([]byte, error) {
-	shstr := []byte("\x00.debug_frame\x00.shstrtab\x00")
-	const nameFrame, nameShstr = 1, 14
+// writeELF wraps a .debug_frame in an ELF64 executable. Its one allocated
+// section is an empty .text at textAddr: a debugger that loads the object
+// as a library relocates it by that section (gdb's qXfer:libraries wants
+// at least one), and being empty it covers no address, where a section
+// over the kernel's text would take symbol lookups from the vmlinux.
+func writeELF(debugFrame []byte, textAddr uint64, limit int) ([]byte, error) {
+	shstr := []byte("\x00.text\x00.debug_frame\x00.shstrtab\x00")
+	const nameText, nameFrame, nameShstr = 1, 7, 20
+	const sections = 4
 	frameOff := uint64(elfHeaderSize)
 	shstrOff := frameOff + uint64(len(debugFrame))
 	shOff := (shstrOff + uint64(len(shstr)) + 7) &^ 7
-	total := shOff + 3*elfSectionHdrSize
+	total := shOff + sections*elfSectionHdrSize
 	if total > uint64(limit) {
 		return nil, fmt.Errorf("%w: %d bytes, bound %d", ErrCFIObjectTooLarge, total, limit)
 	}
 	out := make([]byte, total)
 	le := binary.LittleEndian
 	copy(out, []byte{0x7f, 'E', 'L', 'F', 2 /*64-bit*/, 1 /*LE*/, 1 /*version*/})
-	le.PutUint16(out[16:], 2)  // ET_EXEC
-	le.PutUint16(out[18:], 62) // EM_X86_64
-	le.PutUint32(out[20:], 1)
+	le.PutUint16(out[16:], uint16(elf.ET_EXEC))
+	le.PutUint16(out[18:], uint16(elf.EM_X86_64))
+	le.PutUint32(out[20:], uint32(elf.EV_CURRENT))
 	le.PutUint64(out[40:], shOff)
 	le.PutUint16(out[52:], elfHeaderSize)
 	le.PutUint16(out[58:], elfSectionHdrSize)
-	le.PutUint16(out[60:], 3) // section headers
-	le.PutUint16(out[62:], 2) // .shstrtab's index
+	le.PutUint16(out[60:], sections)
+	le.PutUint16(out[62:], sections-1) // .shstrtab's index
 	copy(out[frameOff:], debugFrame)
 	copy(out[shstrOff:], shstr)
-	sh := func(i int, name, typ uint32, off, size, align uint64) {
+	sh := func(i int, name uint32, typ elf.SectionType, flags elf.SectionFlag, addr, off, size, align uint64) {
 		h := out[shOff+uint64(i)*elfSectionHdrSize:]
 		le.PutUint32(h[0:], name)
-		le.PutUint32(h[4:], typ)
+		le.PutUint32(h[4:], uint32(typ))
+		le.PutUint64(h[8:], uint64(flags))
+		le.PutUint64(h[16:], addr)
 		le.PutUint64(h[24:], off)
 		le.PutUint64(h[32:], size)
 		le.PutUint64(h[48:], align)
 	}
-	sh(1, nameFrame, 1 /*PROGBITS*/, frameOff, uint64(len(debugFrame)), 8)
-	sh(2, nameShstr, 3 /*STRTAB*/, shstrOff, uint64(len(shstr)), 1)
+	sh(1, nameText, elf.SHT_NOBITS, elf.SHF_ALLOC|elf.SHF_EXECINSTR, textAddr, frameOff, 0, 1)
+	sh(2, nameFrame, elf.SHT_PROGBITS, 0, 0, frameOff, uint64(len(debugFrame)), 8)
+	sh(3, nameShstr, elf.SHT_STRTAB, 0, 0, shstrOff, uint64(len(shstr)), 1)
 	return out, nil
+}
+
+// CFIObjectText returns the address of an object's empty .text, the one
+// section a debugger relocates (to where it already is).
+func CFIObjectText(obj []byte) (uint64, error) {
+	ef, err := elf.NewFile(bytes.NewReader(obj))
+	if err != nil {
+		return 0, err
+	}
+	s := ef.Section(".text")
+	if s == nil {
+		return 0, fmt.Errorf("unwind object without .text")
+	}
+	return s.Addr, nil
 }

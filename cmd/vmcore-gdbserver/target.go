@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/xml"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 )
 
 // idleThreadBase puts the per-CPU idle tasks (all pid 0) above any pid
@@ -230,6 +232,12 @@ func (kt *kernelTarget) LibrariesXML() []byte {
 	kt.libOnce.Do(func() {
 		var notes []string
 		kt.libXML, notes = kt.k.LibrariesXML(kt.modFiles)
+		if lib, err := kt.unwindLibrary(); err != nil {
+			notes = append(notes, fmt.Sprintf("no ORC unwind object for gdb: %v", err))
+		} else if i := bytes.LastIndex(kt.libXML, []byte("</library-list>")); i >= 0 {
+			// Last: the modules' own CFI, if they have any, comes first.
+			kt.libXML = append(kt.libXML[:i:i], append([]byte(lib), kt.libXML[i:]...)...)
+		}
 		for _, n := range notes {
 			if kt.libLog != nil {
 				kt.libLog(n)
@@ -237,6 +245,36 @@ func (kt *kernelTarget) LibrariesXML() []byte {
 		}
 	})
 	return kt.libXML
+}
+
+// unwindObjectName is the generated unwind object's file name, as
+// `info sharedlibrary` lists it.
+const unwindObjectName = "orc-unwind.elf"
+
+// unwindLibrary writes the kernel's ORC translated to DWARF CFI
+// (kernel.UnwindObject) beside the decompressed modules and returns its
+// library-list entry: gdb consults every objfile's .debug_frame, so this
+// one completes its unwinding through entry code, pt_regs frames and
+// modules without debug info, and ends it at user space.
+func (kt *kernelTarget) unwindLibrary() (string, error) {
+	if kt.modFiles == nil {
+		return "", fmt.Errorf("no directory for generated files")
+	}
+	obj, err := kt.k.UnwindObject()
+	if err != nil {
+		return "", err
+	}
+	text, err := unwind.CFIObjectText(obj)
+	if err != nil {
+		return "", err
+	}
+	path, err := kt.modFiles.WriteFile(unwindObjectName, obj)
+	if err != nil {
+		return "", err
+	}
+	var name bytes.Buffer
+	xml.EscapeText(&name, []byte(path))
+	return fmt.Sprintf("  <library name=\"%s\">\n    <section address=\"0x%x\"/>\n  </library>\n", name.String(), text), nil
 }
 
 func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
