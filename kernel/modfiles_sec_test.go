@@ -3,6 +3,8 @@ package kernel
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -363,4 +365,59 @@ func TestModuleFilesFIFO(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Find blocked on a FIFO")
 	}
+}
+
+// A generated file (the unwind object) goes into the private directory,
+// once per content: the same bytes give the same path, other bytes
+// another; a link planted at its name is replaced, never followed; a name
+// with a directory in it is refused; Close removes it all.
+func TestWriteFileGenerated(t *testing.T) {
+	f := &ModuleFiles{}
+	data := []byte("unwind object")
+	p1, err := f.WriteFile("orc-unwind.elf", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := f.WriteFile("orc-unwind.elf", data)
+	if err != nil || p2 != p1 {
+		t.Fatalf("second write: %s, %v (first %s)", p2, err, p1)
+	}
+	if got, err := os.ReadFile(p1); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("content %q, %v", got, err)
+	}
+	dir := filepath.Dir(filepath.Dir(p1))
+	if st, err := os.Lstat(dir); err != nil || st.Mode().Perm() != 0o700 || !st.IsDir() {
+		t.Fatalf("private directory %s: %v %v", dir, st.Mode(), err)
+	}
+	other := []byte("another dump's object")
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("keep"), 0o600)
+	// Plant a link where the other content's file will go.
+	h := sha256Hex(other)
+	os.Mkdir(filepath.Join(dir, h[:32]), 0o700)
+	if err := os.Symlink(victim, filepath.Join(dir, h[:32], "orc-unwind.elf")); err != nil {
+		t.Fatal(err)
+	}
+	p3, err := f.WriteFile("orc-unwind.elf", other)
+	if err != nil || p3 == p1 {
+		t.Fatalf("other content: %s, %v", p3, err)
+	}
+	if got, _ := os.ReadFile(victim); string(got) != "keep" {
+		t.Fatalf("the planted link was followed: victim holds %q", got)
+	}
+	if st, err := os.Lstat(p3); err != nil || !st.Mode().IsRegular() {
+		t.Fatalf("%s is not a regular file: %v", p3, err)
+	}
+	if _, err := f.WriteFile("../x", data); err == nil {
+		t.Error("a name with a directory was accepted")
+	}
+	f.Close()
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Close left %s: %v", dir, err)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
