@@ -33,6 +33,8 @@ type CFIObject struct {
 	UserStart, UserEnd uint64
 	// MaxBytes bounds the object (DefaultMaxCFIObject if 0).
 	MaxBytes int
+
+	ruleCache map[Entry]map[int]string
 }
 
 // DefaultMaxCFIObject is far above what a kernel needs (its uncovered
@@ -146,8 +148,13 @@ func (o *CFIObject) rows() []row {
 			if start >= end {
 				continue
 			}
-			e, _ := t.Find(start)
-			rs = appendUncovered(rs, own, row{start: start, end: end, e: e})
+			// As Find: on duplicate addresses a real entry wins over a
+			// terminator.
+			k := i
+			for k > 0 && t.ips[k-1] == t.ips[k] && t.entries[k].Type == typeUndefined {
+				k--
+			}
+			rs = appendUncovered(rs, own, row{start: start, end: end, e: t.entries[k]})
 		}
 	}
 	sort.SliceStable(rs, func(a, b int) bool { return rs[a].start < rs[b].start })
@@ -191,6 +198,7 @@ func appendUncovered(rs []row, own [][2]uint64, r row) []row {
 // neither decrements it to look it up nor checks that the caller's stack
 // is above this frame's, which a switch from an interrupt stack breaks).
 func BuildCFIObject(o CFIObject) ([]byte, error) {
+	o.ruleCache = nil
 	limit := o.MaxBytes
 	if limit <= 0 {
 		limit = DefaultMaxCFIObject
@@ -293,7 +301,7 @@ func (o *CFIObject) writeFDE(b *bytes.Buffer, cie uint32, rs []row) error {
 	prev := map[int]string{}
 	loc := rs[0].start
 	for _, r := range rs {
-		cur, err := o.rules(r)
+		cur, err := o.cachedRules(r)
 		if err != nil {
 			return err
 		}
@@ -406,6 +414,27 @@ func exprRule(col int, expr []byte) string {
 	uleb(&b, uint64(len(expr)))
 	b.Write(expr)
 	return b.String()
+}
+
+// cachedRules is rules, computed once per distinct entry: a kernel's
+// hundreds of thousands of entries take a few hundred distinct values.
+func (o *CFIObject) cachedRules(r row) (map[int]string, error) {
+	key := r.e
+	if r.user {
+		key = Entry{Type: typeEndOfStack}
+	}
+	if m, ok := o.ruleCache[key]; ok {
+		return m, nil
+	}
+	m, err := o.rules(r)
+	if err != nil {
+		return nil, err
+	}
+	if o.ruleCache == nil {
+		o.ruleCache = map[Entry]map[int]string{}
+	}
+	o.ruleCache[key] = m
+	return m, nil
 }
 
 // rules returns the instructions that set each column for a row.

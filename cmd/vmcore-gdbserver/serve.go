@@ -161,6 +161,11 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		}
 		kt.modFiles = modFiles
 		kt.libLog = func(s string) { logger.Printf("note: %s", s) }
+		// The library list (modules, and the unwind object that takes a
+		// few hundred ms to generate) is built now, not when gdb asks:
+		// a reply slower than gdb's remotetimeout makes it resend and
+		// lose step with the replies.
+		go kt.LibrariesXML()
 		for _, w := range k.Warnings() {
 			logger.Printf("warning: %s", w)
 		}
