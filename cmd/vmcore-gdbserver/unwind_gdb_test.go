@@ -21,8 +21,9 @@ import (
 
 // walkFramesPy walks every thread's frames with gdb.newest_frame() and
 // Frame.older(), one line a thread: "T tid frames last-pc stop-reason
-// last-name unnamed-frames-before-the-last" and one "S tid pc" line for
-// the frame after each signal (pt_regs) frame.
+// last-name unnamed-frames-before-the-last" and one "S tid pc name" line
+// for the frame after each signal (pt_regs) frame, with that frame's
+// function.
 const walkFramesPy = `
 import gdb
 for th in gdb.selected_inferior().threads():
@@ -31,7 +32,7 @@ for th in gdb.selected_inferior().threads():
     n, unnamed, last = 0, 0, None
     while f is not None and n < 300:
         if last is not None and last.type() == gdb.SIGTRAMP_FRAME:
-            print("S %d %#x" % (th.ptid[1], f.pc()))
+            print("S %d %#x %s" % (th.ptid[1], f.pc(), last.name() or "??"))
         if last is not None and last.name() is None:
             unnamed += 1
         n += 1
@@ -47,10 +48,11 @@ type gdbWalk struct {
 	lastName  string
 	unnamed   int
 	afterSigs []uint64
+	sigNames  []string
 }
 
 var walkLine = regexp.MustCompile(`(?m)^T (\d+) (\d+) 0x([0-9a-f]+) (\S+) (\S+) (\d+)$`)
-var sigLine = regexp.MustCompile(`(?m)^S (\d+) 0x([0-9a-f]+)$`)
+var sigLine = regexp.MustCompile(`(?m)^S (\d+) 0x([0-9a-f]+) (\S+)$`)
 
 func parseWalks(out string) map[gdbstub.ThreadID]*gdbWalk {
 	ws := map[gdbstub.ThreadID]*gdbWalk{}
@@ -75,6 +77,7 @@ func parseWalks(out string) map[gdbstub.ThreadID]*gdbWalk {
 			ws[gdbstub.ThreadID(tid)] = w
 		}
 		w.afterSigs = append(w.afterSigs, pc)
+		w.sigNames = append(w.sigNames, m[3])
 	}
 	return ws
 }
@@ -142,6 +145,22 @@ func TestGDBPlainUnwind(t *testing.T) {
 				default:
 					if w.lastPC != last.PC {
 						t.Errorf("pid %d %s: gdb ends at %s 0x%x, the ORC unwinder at 0x%x", task.PID, task.Comm, w.lastName, w.lastPC, last.PC)
+					}
+				}
+				// One signal frame per pt_regs frame the ORC unwinder
+				// crossed, each in entry code.
+				regsFrames := 0
+				for _, fr := range own[1:] {
+					if fr.Kind == unwind.KindException || fr.Kind == unwind.KindIRET {
+						regsFrames++
+					}
+				}
+				if len(w.sigNames) != regsFrames {
+					t.Errorf("pid %d %s: %d signal frames %v, the ORC unwinder crossed %d pt_regs", task.PID, task.Comm, len(w.sigNames), w.sigNames, regsFrames)
+				}
+				for _, n := range w.sigNames {
+					if !isEntryCode(n) {
+						t.Errorf("pid %d %s: signal frame in %s, not in entry code", task.PID, task.Comm, n)
 					}
 				}
 				// Through every kernel-mode pt_regs frame into the
