@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 )
 
@@ -216,18 +217,17 @@ func BuildCFIObject(o CFIObject) ([]byte, error) {
 	for i := 0; i < len(rs); {
 		// One FDE per run of adjacent rows of one CIE.
 		j := i + 1
-		for j < len(rs) && rs[j].start == rs[j-1].end && rs[j].signal() == rs[i].signal() && !rs[j].user && !rs[i].user {
+		// Rows advance by at most 4 GiB (DW_CFA_advance_loc4): a longer
+		// run, which only a corrupt table could make, gets a new FDE.
+		for j < len(rs) && rs[j].start == rs[j-1].end && rs[j].signal() == rs[i].signal() && !rs[j].user && !rs[i].user && rs[j].start-rs[i].start <= math.MaxUint32 {
 			j++
 		}
 		cie := cies[0]
 		if rs[i].signal() {
 			cie = cies[1]
 		}
-		if err := o.writeFDE(&frame, cie, rs[i:j]); err != nil {
+		if err := o.writeFDE(&frame, cie, rs[i:j], limit); err != nil {
 			return nil, err
-		}
-		if frame.Len() > limit {
-			return nil, fmt.Errorf("%w: over %d bytes at FDE for 0x%x", ErrCFIObjectTooLarge, limit, rs[i].start)
 		}
 		i = j
 	}
@@ -291,7 +291,9 @@ func writeCIE(b *bytes.Buffer, aug string) {
 	binary.LittleEndian.PutUint32(b.Bytes()[start:], uint32(b.Len()-start-4))
 }
 
-func (o *CFIObject) writeFDE(b *bytes.Buffer, cie uint32, rs []row) error {
+// writeFDE writes one FDE for adjacent rows of one CIE, failing as soon
+// as the section passes limit bytes.
+func (o *CFIObject) writeFDE(b *bytes.Buffer, cie uint32, rs []row, limit int) error {
 	start := b.Len()
 	var hdr [24]byte
 	binary.LittleEndian.PutUint32(hdr[4:], cie)
@@ -323,6 +325,9 @@ func (o *CFIObject) writeFDE(b *bytes.Buffer, cie uint32, rs []row) error {
 			advance(b, r.start-loc)
 			loc = r.start
 			b.Write(ins.Bytes())
+		}
+		if b.Len() > limit {
+			return fmt.Errorf("%w: over %d bytes at the ORC entry for 0x%x", ErrCFIObjectTooLarge, limit, r.start)
 		}
 		prev = cur
 	}
