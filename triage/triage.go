@@ -22,10 +22,16 @@ type Triage struct {
 	Vmlinux string
 	Dumps   []string
 	// ModFiles, if set, is where `mod` looks for each module's file.
-	ModFiles *kernel.ModuleFiles
+	ModFiles ModuleFinder
 	// Diag, if set, gets the notes on what could not be read (the CLI
 	// sends them to stderr, apart from the table); nil: the output.
 	Diag io.Writer
+}
+
+// ModuleFinder names the object file of a loaded module, or says why
+// there is none (gdbfiles.ModuleFiles is one).
+type ModuleFinder interface {
+	Find(module string) (string, error)
 }
 
 // Commands lists the commands with a line of help each.

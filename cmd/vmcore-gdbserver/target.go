@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbfiles"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 )
@@ -27,7 +28,7 @@ type kernelTarget struct {
 	offsets  string
 	vmlinux  string
 	dumps    []string
-	modFiles *kernel.ModuleFiles
+	modFiles *gdbfiles.ModuleFiles
 
 	libOnce sync.Once
 	libXML  []byte
@@ -228,8 +229,13 @@ func (kt *kernelTarget) SectionOffsets() (string, bool) { return kt.offsets, kt.
 // located once.
 func (kt *kernelTarget) LibrariesXML() []byte {
 	kt.libOnce.Do(func() {
+		mods, err := kt.k.Modules()
 		var notes []string
-		kt.libXML, notes = kt.k.LibrariesXML(kt.modFiles)
+		if err != nil {
+			notes = append(notes, err.Error())
+		}
+		x, more := gdbfiles.LibrariesXML(mods, kt.modFiles)
+		kt.libXML, notes = x, append(notes, more...)
 		for _, n := range notes {
 			if kt.libLog != nil {
 				kt.libLog(n)
