@@ -207,7 +207,9 @@ func rawRead(vmlinux, source string) (time.Duration, int64) {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// gdbServe is gdb's pipe to the server. The shell command is fixed: the
+// gdbServe is gdb's pipe to the server (gdb waits up to 60 s for a reply,
+// not its default 2 s: on a loaded machine the first reply, after the
+// DWARF load, was seen to miss that and leave 0 threads). The shell command is fixed: the
 // file names reach it through the environment (gdbEnv), never as text.
 const gdbServe = `target remote | exec "$VMCORE_BENCH_BIN" serve --stdio --stats "$VMCORE_BENCH_VMLINUX" "$VMCORE_BENCH_DUMP"`
 
@@ -265,7 +267,7 @@ print(sum(1 for _ in for_each_task(prog)), "tasks")
 			name := release + " " + d
 			open := openTime(nil, bin, vmlinux, []string{dump})
 			gdbArgs := func(c string) []string {
-				return []string{"-q", "-batch", "-nx", vmlinux, "-ex", gdbServe, "-ex", c}
+				return []string{"-q", "-batch", "-nx", "-iex", "set remotetimeout 60", vmlinux, "-ex", gdbServe, "-ex", c}
 			}
 			env := gdbEnv(bin, vmlinux, dump)
 			it := runEnv(env, "", "gdb", gdbArgs("info threads")...)
