@@ -16,7 +16,7 @@ FUZZ_TARGETS := \
 	./symbols:FuzzBTF ./symbols:FuzzDWARF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
 	./unwind:FuzzORC ./unwind:FuzzCFI
 
-.PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench clean
+.PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench bench-tools clean
 
 all: build
 
@@ -86,11 +86,19 @@ fuzz-smoke:
 fuzz:
 	$(MAKE) fuzz-smoke FUZZTIME=5m
 
-# Go benchmarks (page reads, translation, open, server start, gdb runs),
-# then the same jobs with gdb+server, drgn and crash side by side.
-bench: build fixtures
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./cmd/vmcore-gdbserver | tee bench.txt
-	@dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a bench.txt
+# Go benchmarks (page reads, translation, open, DWARF index, server start,
+# gdb runs), then the same jobs with gdb+server, crash and drgn side by side
+# (bench-tools installs Debian's crash and python3-drgn when missing), and
+# the types table: BTF against DWARF on the same vmlinux and dump.
+# BENCH_OUT is where the output is kept (tee).
+BENCH_OUT ?= bench.txt
+
+bench-tools:
+	@bash testdata/bench/tools.sh
+
+bench: build fixtures bench-tools
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./symbols ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
+	@dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a $(BENCH_OUT)
 
 clean:
 	rm -rf bin bench.txt
