@@ -1,6 +1,7 @@
 # vmcore-gdbserver. `make test` installs what the tests need (Debian
 # packages, the real vmcore fixtures) and runs them; CI calls exactly that.
 
+SHELL    := /bin/bash
 GO       ?= go
 BIN      := bin/vmcore-gdbserver
 FIXTURES := testdata/fixtures/mkfixtures.sh
@@ -97,8 +98,8 @@ bench-tools:
 	@bash testdata/bench/tools.sh
 
 bench: build fixtures bench-tools
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./symbols ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
-	@dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a $(BENCH_OUT)
+	@set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./symbols ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
+	@set -o pipefail; dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a $(BENCH_OUT)
 
 clean:
 	rm -rf bin bench.txt
