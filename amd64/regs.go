@@ -188,14 +188,17 @@ var userRegsOrder = [...]Reg{R15, R14, R13, R12, RBP, RBX, R11, R10, R9, R8,
 
 // UserRegsCount is the number of registers in struct user_regs_struct
 // (ELF_NGREG on x86-64).
-const UserRegsCount = len(userRegsOrder)
+const UserRegsCount = 27
+
+// The table above holds exactly UserRegsCount registers.
+var _ [UserRegsCount]Reg = userRegsOrder
 
 // UserRegsSize is the size of struct user_regs_struct.
 const UserRegsSize = UserRegsCount * 8
 
 // UserRegs returns the layout of struct user_regs_struct.
 func UserRegs() Layout {
-	l := Layout{Name: "user_regs_struct", Size: uint64(UserRegsSize)}
+	l := Layout{Name: "user_regs_struct", Size: UserRegsSize}
 	for i, r := range userRegsOrder {
 		l.Fields = append(l.Fields, Field{Reg: r, Off: uint64(8 * i)})
 	}

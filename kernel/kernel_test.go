@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
@@ -187,8 +187,12 @@ func TestModel(t *testing.T) {
 					}
 					base := task.Stack + threadSize - ptRegsSize
 					var regs vmcore.Regs
-					for reg, dst := range map[unwind.Reg]*uint64{unwind.CS: &regs.CS, unwind.RDI: &regs.RDI, unwind.RAX: &regs.RAX} {
-						if *dst, err = k.ReadU64(base + u.PtRegs[reg]); err != nil {
+					for reg, dst := range map[amd64.Reg]*uint64{amd64.CS: &regs.CS, amd64.RDI: &regs.RDI, amd64.RAX: &regs.RAX} {
+						off, ok := u.PtRegs.Offset(reg)
+						if !ok {
+							t.Fatalf("pt_regs layout lacks %v", reg)
+						}
+						if *dst, err = k.ReadU64(base + off); err != nil {
 							t.Fatal(err)
 						}
 					}
