@@ -161,20 +161,6 @@ func (k *Kernel) ptRegsLayout() (amd64.Layout, error) {
 	return l, nil
 }
 
-// UnwindRegs converts a task's registers for the unwinder.
-func UnwindRegs(r Registers) amd64.Regs {
-	var u amd64.Regs
-	for from, to := range map[Reg]amd64.Reg{RAX: amd64.RAX, RBX: amd64.RBX, RCX: amd64.RCX, RDX: amd64.RDX,
-		RSI: amd64.RSI, RDI: amd64.RDI, RBP: amd64.RBP, RSP: amd64.RSP, R8: amd64.R8, R9: amd64.R9,
-		R10: amd64.R10, R11: amd64.R11, R12: amd64.R12, R13: amd64.R13, R14: amd64.R14, R15: amd64.R15,
-		RIP: amd64.RIP, EFLAGS: amd64.EFLAGS, CS: amd64.CS, SS: amd64.SS} {
-		if r.Known[from] {
-			u.Set(to, r.Value[from])
-		}
-	}
-	return u
-}
-
 // Backtrace unwinds a task's kernel stack with ORC. The error, if any,
 // says why the walk stopped early; the frames up to there are returned.
 func (k *Kernel) Backtrace(t *Task) ([]unwind.Frame, error) {
@@ -188,7 +174,7 @@ func (k *Kernel) Backtrace(t *Task) ([]unwind.Frame, error) {
 	}
 	// A CPU's saved rip is the instruction itself; a sleeping task's is a
 	// return address into __schedule.
-	return u.Unwind(UnwindRegs(r), t.OnCPU != nil)
+	return u.Unwind(r, t.OnCPU != nil)
 }
 
 // ReturnSymbolName names a return address by the call before it: a call
