@@ -53,7 +53,7 @@ func (k *Kernel) loadRegisters() {
 }
 
 // prstatusLayout is struct elf_prstatus as the kernel's type information
-// lays it out (pr_pid moved into struct elf_prstatus_common in 5.19);
+// lays it out (newer kernels nest pr_pid in struct elf_prstatus_common);
 // without the struct there, the ELF core-file ABI's layout, which
 // x86_64 has always had.
 func (k *Kernel) prstatusLayout() (vmcore.PRStatusLayout, error) {

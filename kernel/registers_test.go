@@ -53,7 +53,7 @@ func TestPRStatusLayoutFromTypes(t *testing.T) {
 		{"4.18: pr_pid in elf_prstatus", fakeTypes{
 			offsets: map[string]uint64{"elf_prstatus.pr_pid": 32, "elf_prstatus.pr_reg": 112},
 			sizes:   map[string]uint64{"elf_prstatus": 336}, lens: gregs}, abi, ""},
-		{"5.19+: pr_pid in elf_prstatus_common", fakeTypes{
+		{"newer: pr_pid in elf_prstatus_common", fakeTypes{
 			offsets: map[string]uint64{"elf_prstatus.common.pr_pid": 32, "elf_prstatus.pr_reg": 112},
 			sizes:   map[string]uint64{"elf_prstatus": 336}, lens: gregs}, abi, ""},
 		{"another layout", fakeTypes{
