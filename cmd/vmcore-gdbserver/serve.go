@@ -443,6 +443,10 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	}
 	args := []string{"-q",
 		"-iex", "set confirm off",
+		// The server's first replies build the kernel model (about a
+		// second from DWARF, more on a loaded machine): more than gdb's
+		// default 2 s wait must not cost the session its threads.
+		"-iex", "set remotetimeout 30",
 		// -x takes the file name as it is, without parsing it.
 		"-x", filter,
 		"-ex", "set architecture i386:x86-64",
