@@ -3,6 +3,9 @@
 
 SHELL    := /bin/bash
 GO       ?= go
+# The gdb sessions on real dumps take minutes on two cores; go test's
+# default 10 minutes per package is too close.
+TESTFLAGS ?= -count=1 -timeout 45m
 BIN      := bin/vmcore-gdbserver
 FIXTURES := testdata/fixtures/mkfixtures.sh
 # A smoke run is a count of inputs, not a duration: Go 1.26's coordinator can
@@ -53,14 +56,14 @@ RACE_CMD_TESTS := TestGDBTwoClients|TestGDBMonitor|TestGDBMI
 
 test: fixtures dap-adapter
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test $(TESTFLAGS) ./...
 	$(MAKE) race
 	$(MAKE) types-dwarf
 	$(MAKE) fuzz-smoke
 
 race:
-	$(GO) test -race -count=1 ./gdbstub ./kernel
-	VMCORE_TEST_RACE=1 $(GO) test -race -count=1 -run '^($(RACE_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
+	$(GO) test -race $(TESTFLAGS) ./gdbstub ./kernel
+	VMCORE_TEST_RACE=1 $(GO) test -race $(TESTFLAGS) -run '^($(RACE_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
 
 # The kernel model, triage and the main gdb sessions again with types from
 # the vmlinux's DWARF instead of its .BTF (symbols.TypesEnv), as on a
@@ -68,11 +71,11 @@ race:
 DWARF_CMD_TESTS := TestGDBSession|TestGDBMonitor|TestGDBModuleCrash|TestGDBNoTypes|TestGDBThreadFilters
 
 types-dwarf:
-	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test -count=1 ./kernel ./triage
-	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test -count=1 -run '^($(DWARF_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
+	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test $(TESTFLAGS) ./kernel ./triage
+	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test $(TESTFLAGS) -run '^($(DWARF_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
 
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test $(TESTFLAGS) ./...
 
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \
