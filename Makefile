@@ -1,7 +1,11 @@
 # vmcore-gdbserver. `make test` installs what the tests need (Debian
 # packages, the real vmcore fixtures) and runs them; CI calls exactly that.
 
+SHELL    := /bin/bash
 GO       ?= go
+# The gdb sessions on real dumps take minutes on two cores; go test's
+# default 10 minutes per package is too close.
+TESTFLAGS ?= -count=1 -timeout 45m
 BIN      := bin/vmcore-gdbserver
 FIXTURES := testdata/fixtures/mkfixtures.sh
 # A smoke run is a count of inputs, not a duration: Go 1.26's coordinator can
@@ -16,7 +20,7 @@ FUZZ_TARGETS := \
 	./symbols:FuzzBTF ./symbols:FuzzDWARF ./symbols:FuzzKallsyms ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload \
 	./unwind:FuzzORC ./unwind:FuzzCFI ./unwind:FuzzCFIObject
 
-.PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench clean
+.PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench bench-tools clean
 
 all: build
 
@@ -52,14 +56,14 @@ RACE_CMD_TESTS := TestGDBTwoClients|TestGDBMonitor|TestGDBMI
 
 test: fixtures dap-adapter
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test $(TESTFLAGS) ./...
 	$(MAKE) race
 	$(MAKE) types-dwarf
 	$(MAKE) fuzz-smoke
 
 race:
-	$(GO) test -race -count=1 ./gdbstub ./kernel
-	VMCORE_TEST_RACE=1 $(GO) test -race -count=1 -run '^($(RACE_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
+	$(GO) test -race $(TESTFLAGS) ./gdbstub ./kernel
+	VMCORE_TEST_RACE=1 $(GO) test -race $(TESTFLAGS) -run '^($(RACE_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
 
 # The kernel model, triage and the main gdb sessions again with types from
 # the vmlinux's DWARF instead of its .BTF (symbols.TypesEnv), as on a
@@ -67,11 +71,11 @@ race:
 DWARF_CMD_TESTS := TestGDBSession|TestGDBMonitor|TestGDBModuleCrash|TestGDBNoTypes|TestGDBThreadFilters
 
 types-dwarf:
-	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test -count=1 ./kernel ./triage
-	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test -count=1 -run '^($(DWARF_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
+	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test $(TESTFLAGS) ./kernel ./triage
+	VMCORE_GDBSERVER_TYPES=dwarf $(GO) test $(TESTFLAGS) -run '^($(DWARF_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
 
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test $(TESTFLAGS) ./...
 
 fuzz-smoke:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -86,11 +90,19 @@ fuzz-smoke:
 fuzz:
 	$(MAKE) fuzz-smoke FUZZTIME=5m
 
-# Go benchmarks (page reads, translation, open, server start, gdb runs),
-# then the same jobs with gdb+server, drgn and crash side by side.
-bench: build fixtures
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./cmd/vmcore-gdbserver | tee bench.txt
-	@dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a bench.txt
+# Go benchmarks (page reads, translation, open, DWARF index, server start,
+# gdb runs), then the same jobs with gdb+server, crash and drgn side by side
+# (bench-tools installs Debian's crash and python3-drgn when missing), and
+# the types table: BTF against DWARF on the same vmlinux and dump.
+# BENCH_OUT is where the output is kept (tee).
+BENCH_OUT ?= bench.txt
+
+bench-tools:
+	@bash testdata/bench/tools.sh
+
+bench: build fixtures bench-tools
+	@set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./symbols ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
+	@set -o pipefail; dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a $(BENCH_OUT)
 
 clean:
 	rm -rf bin bench.txt

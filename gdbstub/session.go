@@ -524,11 +524,11 @@ func (s *Session) threadsXML() []byte {
 			}
 			if n := d.ThreadName(tid); n != "" {
 				b.WriteString(" name=\"")
-				xmlEscape(&b, n)
+				b.WriteString(EscapeXML(n))
 				b.WriteByte('"')
 			}
 			b.WriteByte('>')
-			xmlEscape(&b, d.ThreadExtra(tid))
+			b.WriteString(EscapeXML(d.ThreadExtra(tid)))
 		} else {
 			b.WriteByte('>')
 		}
@@ -536,25 +536,6 @@ func (s *Session) threadsXML() []byte {
 	}
 	b.WriteString("</threads>\n")
 	return b.Bytes()
-}
-
-func xmlEscape(b *bytes.Buffer, s string) {
-	for _, r := range s {
-		switch {
-		case r == '<':
-			b.WriteString("&lt;")
-		case r == '>':
-			b.WriteString("&gt;")
-		case r == '&':
-			b.WriteString("&amp;")
-		case r == '"':
-			b.WriteString("&quot;")
-		case r < 0x20 || r == 0x7f || r == 0xfffd:
-			fmt.Fprintf(b, "&#x%x;", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
 }
 
 // monitorWriter turns monitor output into O packets.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 )
 
@@ -23,23 +24,15 @@ func (k *Kernel) Unwinder() (*unwind.Unwinder, error) {
 }
 
 func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
-	u := &unwind.Unwinder{Mem: kernelMem{k}, PtRegs: unwind.PtRegs{}}
+	u := &unwind.Unwinder{Mem: kernelMem{k}}
 	u.FunctionStart = func(pc uint64) bool {
 		name, off, ok := k.Syms.Lookup(pc)
 		return ok && off == 0 && name != ""
 	}
 	u.IsText = k.isText
-	for reg, member := range map[unwind.Reg]string{
-		unwind.R15: "r15", unwind.R14: "r14", unwind.R13: "r13", unwind.R12: "r12", unwind.RBP: "bp",
-		unwind.RBX: "bx", unwind.R11: "r11", unwind.R10: "r10", unwind.R9: "r9", unwind.R8: "r8",
-		unwind.RAX: "ax", unwind.RCX: "cx", unwind.RDX: "dx", unwind.RSI: "si", unwind.RDI: "di",
-		unwind.RIP: "ip", unwind.CS: "cs", unwind.EFLAGS: "flags", unwind.RSP: "sp", unwind.SS: "ss",
-	} {
-		off, err := k.Types.Offset("pt_regs", member)
-		if err != nil {
-			return nil, err
-		}
-		u.PtRegs[reg] = off
+	var err error
+	if u.PtRegs, err = k.ptRegsLayout(); err != nil {
+		return nil, err
 	}
 	// DWARF CFI covers what ORC leaves undefined (inline asm in
 	// crash_setup_regs, for one); a vmlinux without .debug_frame just
@@ -159,18 +152,29 @@ func (k *Kernel) vmlinuxORC() (*unwind.TableRange, error) {
 	return &unwind.TableRange{Table: t, Start: lo, End: hi + 1}, nil
 }
 
-// UnwindRegs converts a task's registers for the unwinder.
-func UnwindRegs(r Registers) unwind.Regs {
-	var u unwind.Regs
-	for from, to := range map[Reg]unwind.Reg{RAX: unwind.RAX, RBX: unwind.RBX, RCX: unwind.RCX, RDX: unwind.RDX,
-		RSI: unwind.RSI, RDI: unwind.RDI, RBP: unwind.RBP, RSP: unwind.RSP, R8: unwind.R8, R9: unwind.R9,
-		R10: unwind.R10, R11: unwind.R11, R12: unwind.R12, R13: unwind.R13, R14: unwind.R14, R15: unwind.R15,
-		RIP: unwind.RIP, EFLAGS: unwind.EFLAGS, CS: unwind.CS, SS: unwind.SS} {
-		if r.Known[from] {
-			u.Set(to, r.Value[from])
+// ptRegsMembers are the registers struct pt_regs saves, by member name
+// (orig_ax is no register the unwinder tracks).
+var ptRegsMembers = []struct {
+	reg    amd64.Reg
+	member string
+}{
+	{amd64.R15, "r15"}, {amd64.R14, "r14"}, {amd64.R13, "r13"}, {amd64.R12, "r12"}, {amd64.RBP, "bp"},
+	{amd64.RBX, "bx"}, {amd64.R11, "r11"}, {amd64.R10, "r10"}, {amd64.R9, "r9"}, {amd64.R8, "r8"},
+	{amd64.RAX, "ax"}, {amd64.RCX, "cx"}, {amd64.RDX, "dx"}, {amd64.RSI, "si"}, {amd64.RDI, "di"},
+	{amd64.RIP, "ip"}, {amd64.CS, "cs"}, {amd64.EFLAGS, "flags"}, {amd64.RSP, "sp"}, {amd64.SS, "ss"},
+}
+
+// ptRegsLayout is struct pt_regs from the type information.
+func (k *Kernel) ptRegsLayout() (amd64.Layout, error) {
+	l := amd64.Layout{Name: "pt_regs"}
+	for _, m := range ptRegsMembers {
+		off, err := k.Types.Offset("pt_regs", m.member)
+		if err != nil {
+			return l, err
 		}
+		l.Fields = append(l.Fields, amd64.Field{Reg: m.reg, Off: off})
 	}
-	return u
+	return l, nil
 }
 
 // Backtrace unwinds a task's kernel stack with ORC. The error, if any,
@@ -186,7 +190,7 @@ func (k *Kernel) Backtrace(t *Task) ([]unwind.Frame, error) {
 	}
 	// A CPU's saved rip is the instruction itself; a sleeping task's is a
 	// return address into __schedule.
-	return u.Unwind(UnwindRegs(r), t.OnCPU != nil)
+	return u.Unwind(r, t.OnCPU != nil)
 }
 
 // ReturnSymbolName names a return address by the call before it: a call

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
@@ -62,13 +63,15 @@ type Kernel struct {
 
 // CPU is one CPU of the machine.
 type CPU struct {
-	ID         int
-	Curr       *Task // rq->curr
-	Idle       *Task // rq->idle
-	Regs       *vmcore.Regs
+	ID   int
+	Curr *Task // rq->curr
+	Idle *Task // rq->idle
+	// Regs is what the CPU saved at the crash, nil if nothing.
+	Regs       *amd64.Regs
 	RegsSource string
-	// GSBaseValid says Regs.GSBase is the CPU's real GS base (QEMU's
-	// notes); kdump saves the inactive (user) one.
+	// GSBaseValid says the CPU saved its real GS base (QEMU's notes),
+	// which Regs then holds; kdump saves the inactive (user) one, which
+	// Regs leaves unknown.
 	GSBaseValid bool
 	// NotePID is the pid of the task the CPU ran when it saved its
 	// registers (NT_PRSTATUS pr_pid), when HasNotePID: a hypervisor's
@@ -110,8 +113,7 @@ type offsets struct {
 	signalThreadHead                                             uint64
 	rqCurr, rqIdle                                               uint64
 	mmPGD                                                        uint64
-	frame                                                        map[string]uint64
-	frameSize                                                    uint64
+	frame                                                        amd64.Layout // struct inactive_task_frame
 	hasFrame                                                     bool
 }
 
@@ -390,18 +392,26 @@ func (k *Kernel) loadOffsets() error {
 	// The frame __switch_to_asm leaves at thread.sp (v4.9+); its members
 	// changed over time, so each is looked up by name.
 	if size, err := b.Sizeof("inactive_task_frame"); err == nil {
-		o.frame = map[string]uint64{}
-		for _, m := range []string{"r15", "r14", "r13", "r12", "bx", "bp", "ret_addr"} {
-			if n, err := b.Offset("inactive_task_frame", m); err == nil {
-				o.frame[m] = n
+		o.frame = amd64.Layout{Name: "inactive_task_frame", Size: size}
+		for _, m := range frameMembers {
+			if n, err := b.Offset("inactive_task_frame", m.member); err == nil {
+				o.frame.Fields = append(o.frame.Fields, amd64.Field{Reg: m.reg, Off: n})
 			}
 		}
-		o.frameSize, o.hasFrame = size, o.frame["ret_addr"] != 0 || len(o.frame) == 7
+		ret, hasRet := o.frame.Offset(amd64.RIP)
+		o.hasFrame = (hasRet && ret != 0) || len(o.frame.Fields) == len(frameMembers)
 	} else {
 		k.warn("no struct inactive_task_frame: sleeping tasks' registers are unknown")
 	}
 	return nil
 }
+
+// frameMembers are the registers struct inactive_task_frame saves, by
+// member name.
+var frameMembers = []struct {
+	reg    amd64.Reg
+	member string
+}{{amd64.R15, "r15"}, {amd64.R14, "r14"}, {amd64.R13, "r13"}, {amd64.R12, "r12"}, {amd64.RBX, "bx"}, {amd64.RBP, "bp"}, {amd64.RIP, "ret_addr"}}
 
 // arrayLen returns the length of an array member from the type
 // information, which must lie in [lo, hi]: a length sizes a read.

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
@@ -119,7 +119,7 @@ func TestModel(t *testing.T) {
 					t.Fatalf("pid %d is in no NT_PRSTATUS note", p.PID)
 				}
 				r, _ := k.TaskRegisters(p)
-				if fn := k.symbolAt(r.Value[RIP]); fn != "__crash_kexec" && fn != "crash_setup_regs" {
+				if fn := k.symbolAt(r.Value(amd64.RIP)); fn != "__crash_kexec" && fn != "crash_setup_regs" {
 					t.Errorf("panicking CPU stopped in %q, want the kdump entry", fn)
 				}
 			} else if k.PanicCPU != -1 {
@@ -136,15 +136,15 @@ func TestModel(t *testing.T) {
 				if err != nil {
 					t.Fatalf("pid %d: %v", task.PID, err)
 				}
-				fn := k.symbolAt(r.Value[RIP])
+				fn := k.symbolAt(r.Value(amd64.RIP))
 				if fn != "__schedule" && fn != "schedule" && !strings.HasPrefix(fn, "ret_from_fork") {
 					t.Errorf("pid %d %s resumes in %q", task.PID, task.Comm, fn)
 				}
-				if !task.IsIdle && (r.Value[RSP] < task.Stack || r.Value[RSP] >= task.Stack+4*4096*2) {
-					t.Errorf("pid %d rsp 0x%x outside its stack 0x%x", task.PID, r.Value[RSP], task.Stack)
+				if !task.IsIdle && (r.Value(amd64.RSP) < task.Stack || r.Value(amd64.RSP) >= task.Stack+4*4096*2) {
+					t.Errorf("pid %d rsp 0x%x outside its stack 0x%x", task.PID, r.Value(amd64.RSP), task.Stack)
 				}
-				for _, reg := range []Reg{RAX, RCX, EFLAGS, CS} {
-					if r.Known[reg] {
+				for _, reg := range []amd64.Reg{amd64.RAX, amd64.RCX, amd64.EFLAGS, amd64.CS} {
+					if r.Has(reg) {
 						t.Errorf("pid %d: %v claimed known for a sleeping task", task.PID, reg)
 					}
 				}
@@ -177,7 +177,7 @@ func TestModel(t *testing.T) {
 				if task.Comm != "stress" {
 					continue
 				}
-				fromEntry := r.CS&3 != 3
+				fromEntry := r.Value(amd64.CS)&3 != 3
 				if fromEntry {
 					// In the kernel (an interrupt, a fault): the user
 					// registers are the pt_regs at the top of its stack.
@@ -186,19 +186,25 @@ func TestModel(t *testing.T) {
 						t.Fatal(err)
 					}
 					base := task.Stack + threadSize - ptRegsSize
-					var regs vmcore.Regs
-					for reg, dst := range map[unwind.Reg]*uint64{unwind.CS: &regs.CS, unwind.RDI: &regs.RDI, unwind.RAX: &regs.RAX} {
-						if *dst, err = k.ReadU64(base + u.PtRegs[reg]); err != nil {
+					var regs amd64.Regs
+					for _, reg := range []amd64.Reg{amd64.CS, amd64.RDI, amd64.RAX} {
+						off, ok := u.PtRegs.Offset(reg)
+						if !ok {
+							t.Fatalf("pt_regs layout lacks %v", reg)
+						}
+						v, err := k.ReadU64(base + off)
+						if err != nil {
 							t.Fatal(err)
 						}
+						regs.Set(reg, v)
 					}
-					if regs.CS&3 != 3 {
+					if regs.Value(amd64.CS)&3 != 3 {
 						continue
 					}
 					r = &regs
 				}
 				buf := make([]byte, 1)
-				_, err := k.ReadMemory(task, r.RDI-1, buf)
+				_, err := k.ReadMemory(task, r.Value(amd64.RDI)-1, buf)
 				if errors.Is(err, vmcore.ErrExcluded) {
 					continue // makedumpfile -d 31 drops user pages
 				}
@@ -206,10 +212,10 @@ func TestModel(t *testing.T) {
 					continue // in the kernel to fault in this very page (4.18's OOM)
 				}
 				if err != nil {
-					t.Fatalf("pid %d user memory at 0x%x: %v", task.PID, r.RDI-1, err)
+					t.Fatalf("pid %d user memory at 0x%x: %v", task.PID, r.Value(amd64.RDI)-1, err)
 				}
-				if buf[0] != byte(r.RAX) {
-					t.Fatalf("pid %d: byte before rdi 0x%x is 0x%x, memset is writing 0x%x", task.PID, r.RDI, buf[0], byte(r.RAX))
+				if buf[0] != byte(r.Value(amd64.RAX)) {
+					t.Fatalf("pid %d: byte before rdi 0x%x is 0x%x, memset is writing 0x%x", task.PID, r.Value(amd64.RDI), buf[0], byte(r.Value(amd64.RAX)))
 				}
 				userChecked++
 			}

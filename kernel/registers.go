@@ -1,78 +1,11 @@
 package kernel
 
 import (
-	"encoding/binary"
 	"fmt"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
-
-// Reg numbers registers in gdb's amd64 order.
-type Reg int
-
-const (
-	RAX Reg = iota
-	RBX
-	RCX
-	RDX
-	RSI
-	RDI
-	RBP
-	RSP
-	R8
-	R9
-	R10
-	R11
-	R12
-	R13
-	R14
-	R15
-	RIP
-	EFLAGS
-	CS
-	SS
-	DS
-	ES
-	FS
-	GS
-	OrigRAX
-	FSBase
-	GSBase
-	NumRegs
-)
-
-var regNames = [NumRegs]string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
-	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "eflags",
-	"cs", "ss", "ds", "es", "fs", "gs", "orig_rax", "fs_base", "gs_base"}
-
-func (r Reg) String() string {
-	if r >= 0 && r < NumRegs {
-		return regNames[r]
-	}
-	return fmt.Sprintf("Reg(%d)", int(r))
-}
-
-// Registers is a register set where only what the dump holds is Known.
-type Registers struct {
-	Value [NumRegs]uint64
-	Known [NumRegs]bool
-}
-
-func (r *Registers) set(reg Reg, v uint64) { r.Value[reg], r.Known[reg] = v, true }
-
-func fromPRStatus(p *vmcore.Regs, gsValid bool) Registers {
-	var r Registers
-	for reg, v := range map[Reg]uint64{RAX: p.RAX, RBX: p.RBX, RCX: p.RCX, RDX: p.RDX, RSI: p.RSI, RDI: p.RDI,
-		RBP: p.RBP, RSP: p.RSP, R8: p.R8, R9: p.R9, R10: p.R10, R11: p.R11, R12: p.R12, R13: p.R13,
-		R14: p.R14, R15: p.R15, RIP: p.RIP, EFLAGS: p.EFLAGS, CS: p.CS, SS: p.SS, DS: p.DS, ES: p.ES,
-		FS: p.FS, GS: p.GS, OrigRAX: p.OrigRAX, FSBase: p.FSBase} {
-		r.set(reg, v)
-	}
-	if gsValid {
-		r.set(GSBase, p.GSBase)
-	}
-	return r
-}
 
 // loadRegisters finds each CPU's registers at the crash. A kdump (its
 // VMCOREINFO has CRASHTIME) is read through the kernel's own per-CPU
@@ -81,23 +14,36 @@ func fromPRStatus(p *vmcore.Regs, gsValid bool) Registers {
 func (k *Kernel) loadRegisters() {
 	notes := k.Dump.PRStatus()
 	qemu := len(k.Dump.QEMUCPUs()) > 0
+	var layout vmcore.PRStatusLayout
+	var layoutErr error
+	if k.Info.HasCrashTime {
+		layout, layoutErr = k.prstatusLayout()
+	}
+	// kdump's notes hold the inactive (user) GS base, QEMU's the CPU's
+	// real one: an untrue gs_base is left unknown.
+	saved := func(r amd64.Regs, gsValid bool) *amd64.Regs {
+		if !gsValid {
+			r.Forget(amd64.GSBase)
+		}
+		return &r
+	}
 	for _, c := range k.CPUs {
 		if k.Info.HasCrashTime {
-			if regs, pid, err := k.crashNote(c.ID); err == nil {
-				c.Regs, c.RegsSource = regs, "crash_notes"
+			regs, pid, err := k.crashNote(c.ID, layout, layoutErr)
+			if err == nil {
+				c.Regs, c.RegsSource = saved(regs, false), "crash_notes"
 				c.NotePID, c.HasNotePID = pid, true
 				continue
-			} else {
-				k.warn("CPU %d: %v", c.ID, err)
 			}
+			k.warn("CPU %d: %v", c.ID, err)
 		}
 		for i := range notes {
 			if qemu && int(notes[i].PID) == c.ID+1 {
-				c.Regs, c.RegsSource, c.GSBaseValid = &notes[i].Regs, "QEMU NT_PRSTATUS", true
+				c.Regs, c.RegsSource, c.GSBaseValid = saved(notes[i].Regs, true), "QEMU NT_PRSTATUS", true
 			}
 		}
 		if c.Regs == nil && !k.Info.HasCrashTime && c.ID < len(notes) {
-			c.Regs, c.RegsSource = &notes[c.ID].Regs, "NT_PRSTATUS in CPU order"
+			c.Regs, c.RegsSource = saved(notes[c.ID].Regs, false), "NT_PRSTATUS in CPU order"
 			c.NotePID, c.HasNotePID = notes[c.ID].PID, !qemu
 		}
 		if c.Regs == nil {
@@ -106,70 +52,109 @@ func (k *Kernel) loadRegisters() {
 	}
 }
 
-// crashNote parses the NT_PRSTATUS the crashing kernel saved for cpu:
-// its registers and pr_pid, the pid of the task it ran.
-func (k *Kernel) crashNote(cpu int) (*vmcore.Regs, int32, error) {
+// prstatusLayout is struct elf_prstatus as the kernel's type information
+// lays it out (newer kernels nest pr_pid in struct elf_prstatus_common);
+// without the struct there, the ELF core-file ABI's layout, which
+// x86_64 has always had.
+func (k *Kernel) prstatusLayout() (vmcore.PRStatusLayout, error) {
+	const s = "elf_prstatus"
+	size, err := k.Types.Sizeof(s)
+	if err != nil {
+		return vmcore.CorePRStatus(), nil
+	}
+	if size > maxPRStatusSize {
+		// The size sizes a read: damaged type information must not
+		// make it huge.
+		return vmcore.PRStatusLayout{}, fmt.Errorf("struct %s of %d bytes, more than %d", s, size, maxPRStatusSize)
+	}
+	l := vmcore.PRStatusLayout{Size: size}
+	if l.PIDOff, err = k.Types.Offset(s, "pr_pid"); err != nil {
+		if l.PIDOff, err = k.Types.Offset(s, "common.pr_pid"); err != nil {
+			return l, fmt.Errorf("struct %s has neither pr_pid nor common.pr_pid", s)
+		}
+	}
+	if l.RegOff, err = k.Types.Offset(s, "pr_reg"); err != nil {
+		return l, err
+	}
+	// pr_reg is decoded as a struct user_regs_struct: it must be one.
+	if _, err := k.arrayLen(s, "pr_reg", amd64.UserRegsCount, amd64.UserRegsCount); err != nil {
+		return l, err
+	}
+	if l.MinDesc() > size {
+		return l, fmt.Errorf("struct %s of %d bytes cannot hold pr_pid at %d and pr_reg at %d", s, size, l.PIDOff, l.RegOff)
+	}
+	return l, nil
+}
+
+// maxPRStatusSize bounds struct elf_prstatus (336 bytes on x86_64).
+const maxPRStatusSize = 4096
+
+// crashNote parses the NT_PRSTATUS the crashing kernel saved for cpu in
+// its crash_notes buffer (struct elf_prstatus laid out as l, unless
+// lerr says that layout is unknown): its registers and pr_pid, the pid
+// of the task it ran.
+func (k *Kernel) crashNote(cpu int, l vmcore.PRStatusLayout, lerr error) (amd64.Regs, int32, error) {
+	var none amd64.Regs
 	sym, err := k.Symbol("crash_notes")
 	if err != nil {
-		return nil, 0, err
+		return none, 0, err
 	}
 	ptr, err := k.ReadU64(sym)
 	if err != nil {
-		return nil, 0, fmt.Errorf("crash_notes: %w", err)
+		return none, 0, fmt.Errorf("crash_notes: %w", err)
 	}
 	off, err := k.perCPUOffset(cpu)
 	if err != nil {
-		return nil, 0, err
+		return none, 0, err
 	}
-	buf := make([]byte, 12+8+336)
-	if err := k.Read(buf, ptr+off); err != nil {
-		return nil, 0, fmt.Errorf("crash_notes buffer: %w", err)
+	if lerr != nil {
+		return none, 0, fmt.Errorf("crash_notes: %w", lerr)
 	}
-	le := binary.LittleEndian
-	namesz, descsz, typ := le.Uint32(buf), le.Uint32(buf[4:]), le.Uint32(buf[8:])
-	if namesz != 5 || typ != vmcore.NT_PRSTATUS || descsz < 112+27*8 || string(buf[12:16]) != "CORE" {
-		return nil, 0, fmt.Errorf("crash_notes holds no NT_PRSTATUS (the CPU did not save its registers)")
+	addr := ptr + off
+	buf := make([]byte, vmcore.NoteSize(vmcore.NoteNameCore, l.Size))
+	if err := k.Read(buf, addr); err != nil {
+		return none, 0, fmt.Errorf("crash_notes buffer: %w", err)
 	}
-	desc := buf[20:]
-	pid := int32(le.Uint32(desc[32:])) // pr_pid, after pr_info, pr_cursig, pr_sigpend, pr_sighold
-	var v [27]uint64
-	for i := range v {
-		v[i] = le.Uint64(desc[112+8*i:])
+	where := fmt.Sprintf("crash_notes of CPU %d at 0x%x", cpu, addr)
+	notes, err := vmcore.ParseNotes(where, buf, 0)
+	if err != nil {
+		return none, 0, err
 	}
-	return &vmcore.Regs{R15: v[0], R14: v[1], R13: v[2], R12: v[3], RBP: v[4], RBX: v[5], R11: v[6], R10: v[7],
-		R9: v[8], R8: v[9], RAX: v[10], RCX: v[11], RDX: v[12], RSI: v[13], RDI: v[14], OrigRAX: v[15],
-		RIP: v[16], CS: v[17], EFLAGS: v[18], RSP: v[19], SS: v[20], FSBase: v[21], GSBase: v[22],
-		DS: v[23], ES: v[24], FS: v[25], GS: v[26]}, pid, nil
+	if len(notes) == 0 || notes[0].Name != vmcore.NoteNameCore || notes[0].Type != vmcore.NT_PRSTATUS {
+		return none, 0, fmt.Errorf("crash_notes holds no NT_PRSTATUS (the CPU did not save its registers)")
+	}
+	pid, regs, err := vmcore.DecodePRStatus(notes[0].Desc, l)
+	if err != nil {
+		return none, 0, fmt.Errorf("%s: %w", where, err)
+	}
+	return regs, pid, nil
 }
 
 // TaskRegisters returns what is known of a task's registers: a CPU's
 // saved set for a running task; for a sleeping one, the callee-saved
 // registers __switch_to_asm pushed at thread.sp, rip = ret_addr and
 // rsp just above that frame (as if __switch_to_asm had returned).
-func (k *Kernel) TaskRegisters(t *Task) (Registers, error) {
+func (k *Kernel) TaskRegisters(t *Task) (amd64.Regs, error) {
 	if t.OnCPU != nil {
 		c := t.OnCPU
 		if c.Regs == nil {
-			return Registers{}, fmt.Errorf("CPU %d saved no registers", c.ID)
+			return amd64.Regs{}, fmt.Errorf("CPU %d saved no registers", c.ID)
 		}
-		return fromPRStatus(c.Regs, c.GSBaseValid), nil
+		return *c.Regs, nil
 	}
 	o := &k.off
 	if !o.hasFrame || t.SP == 0 {
-		return Registers{}, fmt.Errorf("pid %d: no switch frame", t.PID)
+		return amd64.Regs{}, fmt.Errorf("pid %d: no switch frame", t.PID)
 	}
-	buf := make([]byte, o.frameSize)
+	buf := make([]byte, o.frame.Size)
 	if err := k.Read(buf, t.SP); err != nil {
-		return Registers{}, fmt.Errorf("pid %d switch frame at 0x%x: %w", t.PID, t.SP, err)
+		return amd64.Regs{}, fmt.Errorf("pid %d switch frame at 0x%x: %w", t.PID, t.SP, err)
 	}
-	var r Registers
-	le := binary.LittleEndian
-	for name, reg := range map[string]Reg{"r15": R15, "r14": R14, "r13": R13, "r12": R12, "bx": RBX, "bp": RBP, "ret_addr": RIP} {
-		if off, ok := o.frame[name]; ok {
-			r.set(reg, le.Uint64(buf[off:]))
-		}
+	r, err := o.frame.Decode(buf)
+	if err != nil {
+		return amd64.Regs{}, fmt.Errorf("pid %d switch frame at 0x%x: %w", t.PID, t.SP, err)
 	}
-	r.set(RSP, t.SP+o.frameSize)
+	r.Set(amd64.RSP, t.SP+o.frame.Size)
 	return r, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
@@ -22,10 +23,16 @@ type Triage struct {
 	Vmlinux string
 	Dumps   []string
 	// ModFiles, if set, is where `mod` looks for each module's file.
-	ModFiles *kernel.ModuleFiles
+	ModFiles ModuleFinder
 	// Diag, if set, gets the notes on what could not be read (the CLI
 	// sends them to stderr, apart from the table); nil: the output.
 	Diag io.Writer
+}
+
+// ModuleFinder names the object file of a loaded module, or says why
+// there is none (gdbfiles.ModuleFiles is one).
+type ModuleFinder interface {
+	Find(module string) (string, error)
 }
 
 // Commands lists the commands with a line of help each.
@@ -427,7 +434,7 @@ func (t *Triage) BT(all bool, pids []int) (BTList, error) {
 			}
 			if f.Kind == unwind.KindException || f.Kind == unwind.KindIRET || f.UserMode {
 				bf.Regs = map[string]string{}
-				for r := unwind.RAX; r < unwind.NumRegs; r++ {
+				for _, r := range btRegs {
 					if v, ok := f.Regs.Get(r); ok {
 						bf.Regs[r.String()] = fmt.Sprintf("%016x", v)
 					}
@@ -473,6 +480,12 @@ func (l BTList) text(w io.Writer) error {
 	}
 	return nil
 }
+
+// btRegs are the registers a frame of bt shows: those struct pt_regs
+// saves, which printRegs lays out.
+var btRegs = []amd64.Reg{amd64.RAX, amd64.RDX, amd64.RCX, amd64.RBX, amd64.RSI, amd64.RDI, amd64.RBP, amd64.RSP,
+	amd64.R8, amd64.R9, amd64.R10, amd64.R11, amd64.R12, amd64.R13, amd64.R14, amd64.R15,
+	amd64.RIP, amd64.EFLAGS, amd64.CS, amd64.SS}
 
 func printRegs(w io.Writer, r map[string]string) {
 	lines := [][]string{{"rip", "rsp", "eflags"}, {"rax", "rbx", "rcx"}, {"rdx", "rsi", "rdi"},

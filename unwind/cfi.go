@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/go-delve/delve/pkg/dwarf/frame"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
 
 // CFI is DWARF call-frame information from .debug_frame, used where ORC
@@ -31,11 +33,12 @@ func ParseCFI(debugFrame []byte, slide uint64) (c *CFI, err error) {
 	return &CFI{fdes: frame.FrameDescriptionEntries(nil).Append(fdes)}, nil
 }
 
-// DWARF register numbers on x86_64 match Reg for 0..16.
-const dwarfRA = 16
+// dwarfRA is the return address column; amd64.Reg is DWARF's numbering,
+// so CFI register numbers index it directly.
+const dwarfRA = uint64(amd64.RIP)
 
 // step unwinds one frame at pc with the CFI rules.
-func (c *CFI) step(pc uint64, r Regs, read func(uint64) (uint64, error)) (next Frame, err error) {
+func (c *CFI) step(pc uint64, r amd64.Regs, read func(uint64) (uint64, error)) (next Frame, err error) {
 	defer func() {
 		if x := recover(); x != nil {
 			err = fmt.Errorf("%w: CFI at 0x%x: %v", ErrBadFrame, pc, x)
@@ -49,12 +52,12 @@ func (c *CFI) step(pc uint64, r Regs, read func(uint64) (uint64, error)) (next F
 	if err != nil {
 		return Frame{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
 	}
-	if ctx.CFA.Rule != frame.RuleCFA || ctx.CFA.Reg >= uint64(RIP) {
+	if ctx.CFA.Rule != frame.RuleCFA || ctx.CFA.Reg >= uint64(amd64.RIP) {
 		return Frame{}, fmt.Errorf("%w: CFA rule %d", ErrBadFrame, ctx.CFA.Rule)
 	}
-	base, ok := r.Get(Reg(ctx.CFA.Reg))
+	base, ok := r.Get(amd64.Reg(ctx.CFA.Reg))
 	if !ok {
-		return Frame{}, fmt.Errorf("%w: %v", ErrNoRegister, Reg(ctx.CFA.Reg))
+		return Frame{}, fmt.Errorf("%w: %v", ErrNoRegister, amd64.Reg(ctx.CFA.Reg))
 	}
 	cfa := base + uint64(ctx.CFA.Offset)
 	raRule, ok := ctx.Regs[dwarfRA]
@@ -63,10 +66,10 @@ func (c *CFI) step(pc uint64, r Regs, read func(uint64) (uint64, error)) (next F
 		// initial rule; on x86_64 that rule is always [CFA-8].
 		raRule = frame.DWRule{Rule: frame.RuleOffset, Offset: -8}
 	}
-	var nr Regs
-	nr.Set(RSP, cfa)
-	for reg := RAX; reg < RIP; reg++ {
-		if reg == RSP {
+	var nr amd64.Regs
+	nr.Set(amd64.RSP, cfa)
+	for reg := amd64.RAX; reg < amd64.RIP; reg++ {
+		if reg == amd64.RSP {
 			continue
 		}
 		rule, has := ctx.Regs[uint64(reg)]
@@ -74,7 +77,7 @@ func (c *CFI) step(pc uint64, r Regs, read func(uint64) (uint64, error)) (next F
 		switch {
 		case !has || rule.Rule == frame.RuleSameVal:
 			// Callee-saved registers keep their value; others are lost.
-			if known && (reg == RBX || reg == RBP || reg >= R12) {
+			if known && (reg == amd64.RBX || reg == amd64.RBP || reg >= amd64.R12) {
 				nr.Set(reg, v)
 			}
 		case rule.Rule == frame.RuleOffset:
@@ -86,7 +89,7 @@ func (c *CFI) step(pc uint64, r Regs, read func(uint64) (uint64, error)) (next F
 		case rule.Rule == frame.RuleValOffset:
 			nr.Set(reg, cfa+uint64(rule.Offset))
 		case rule.Rule == frame.RuleRegister:
-			if x, ok := r.Get(Reg(rule.Reg)); ok && rule.Reg < uint64(RIP) {
+			if x, ok := r.Get(amd64.Reg(rule.Reg)); ok && rule.Reg < uint64(amd64.RIP) {
 				nr.Set(reg, x)
 			}
 		}
@@ -98,6 +101,6 @@ func (c *CFI) step(pc uint64, r Regs, read func(uint64) (uint64, error)) (next F
 	if err != nil {
 		return Frame{}, err
 	}
-	nr.Set(RIP, ra)
+	nr.Set(amd64.RIP, ra)
 	return Frame{PC: ra, SP: cfa, Regs: nr, Kind: KindCall}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
 
 // This file translates ORC into DWARF call-frame information that a
@@ -27,7 +29,7 @@ type CFIObject struct {
 	// Nil: everything ORC covers is described.
 	Own *CFI
 	// PtRegs is the struct pt_regs layout, for exception frames.
-	PtRegs PtRegs
+	PtRegs amd64.Layout
 	// UserStart and UserEnd bound the user half of the address space: an
 	// FDE there with an undefined return address makes the frame at a
 	// user-mode pc the outermost. Both 0: no such FDE.
@@ -74,26 +76,23 @@ const (
 	elfSymSize        = 24
 )
 
-// dwarfCol is the DWARF column of a register.
-func dwarfCol(r Reg) int {
-	switch r {
-	case EFLAGS:
-		return dwarfEFLAGS
-	case CS:
-		return dwarfCS
-	case SS:
-		return dwarfSS
-	}
-	return int(r)
-}
+// dwarfCol is the DWARF column of a register (amd64 numbers them so).
+func dwarfCol(r amd64.Reg) int { return int(r) }
 
 // The registers a full pt_regs gives the interrupted context, and those an
 // IRET frame gives (rsp is the CFA in both).
 var (
-	fullRegs = []Reg{RAX, RDX, RCX, RBX, RSI, RDI, RBP, R8, R9, R10, R11, R12, R13, R14, R15, RIP, EFLAGS, CS, SS}
-	iretRegs = []Reg{RIP, CS, EFLAGS, SS}
+	fullRegs = []amd64.Reg{amd64.RAX, amd64.RDX, amd64.RCX, amd64.RBX, amd64.RSI, amd64.RDI, amd64.RBP, amd64.R8, amd64.R9,
+		amd64.R10, amd64.R11, amd64.R12, amd64.R13, amd64.R14, amd64.R15, amd64.RIP, amd64.EFLAGS, amd64.CS, amd64.SS}
+	iretRegs = []amd64.Reg{amd64.RIP, amd64.CS, amd64.EFLAGS, amd64.SS}
 	// ruleCols is every column a row may set, in emission order.
-	ruleCols = []int{colCFA, 0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, dwarfEFLAGS, dwarfCS, dwarfSS}
+	ruleCols = func() []int {
+		c := []int{colCFA}
+		for _, r := range fullRegs {
+			c = append(c, dwarfCol(r))
+		}
+		return c
+	}()
 )
 
 // row is one address range with one ORC entry's rules.
@@ -286,7 +285,7 @@ func writeCIE(b *bytes.Buffer, aug string) {
 	b.WriteByte(0)
 	uleb(b, 1)
 	sleb(b, dataAlign)
-	b.WriteByte(byte(dwarfCol(RIP)))
+	b.WriteByte(byte(dwarfCol(amd64.RIP)))
 	pad8(b, start)
 	binary.LittleEndian.PutUint32(b.Bytes()[start:], uint32(b.Len()-start-4))
 }
@@ -359,33 +358,33 @@ func advance(b *bytes.Buffer, d uint64) {
 // spExpr pushes the value ORC calls the previous sp (the project's step
 // computes it as cfa) for entry e, or reports that it has none.
 func spExpr(b *bytes.Buffer, e Entry) bool {
-	breg := func(r Reg, off int64) {
+	breg := func(r amd64.Reg, off int64) {
 		b.WriteByte(opBreg0 + byte(r))
 		sleb(b, off)
 	}
 	off := int64(e.SPOffset)
 	switch e.SPReg {
 	case regSP:
-		breg(RSP, off)
+		breg(amd64.RSP, off)
 	case regBP:
-		breg(RBP, off)
+		breg(amd64.RBP, off)
 	case regSPIndirect:
-		breg(RSP, 0)
+		breg(amd64.RSP, 0)
 		b.WriteByte(opDeref)
 		addConst(b, off)
 	case regBPIndirect:
-		breg(RBP, off)
+		breg(amd64.RBP, off)
 		b.WriteByte(opDeref)
 	case regR10:
-		breg(R10, 0)
+		breg(amd64.R10, 0)
 	case regR13:
-		breg(R13, 0)
+		breg(amd64.R13, 0)
 	case regDI:
-		breg(RDI, 0)
+		breg(amd64.RDI, 0)
 	case regDX:
-		breg(RDX, 0)
+		breg(amd64.RDX, 0)
 	case regAX:
-		breg(RAX, 0)
+		breg(amd64.RAX, 0)
 	default:
 		return false
 	}
@@ -449,10 +448,10 @@ func (o *CFIObject) rules(r row) (map[int]string, error) {
 		// Any CFA (gdb wants one for the frame's id), and no caller.
 		var b bytes.Buffer
 		b.WriteByte(cfaDefCFA)
-		uleb(&b, uint64(RSP))
+		uleb(&b, uint64(amd64.RSP))
 		uleb(&b, 8)
 		rules[colCFA] = b.String()
-		rules[dwarfCol(RIP)] = string([]byte{cfaUndefined, byte(dwarfCol(RIP))})
+		rules[dwarfCol(amd64.RIP)] = string([]byte{cfaUndefined, byte(dwarfCol(amd64.RIP))})
 		return rules
 	}
 	e := r.e
@@ -474,7 +473,7 @@ func (o *CFIObject) rules(r row) (map[int]string, error) {
 		var b bytes.Buffer
 		if (e.SPReg == regSP || e.SPReg == regBP) && e.SPOffset >= 0 {
 			b.WriteByte(cfaDefCFA)
-			uleb(&b, uint64(map[orcReg]Reg{regSP: RSP, regBP: RBP}[e.SPReg]))
+			uleb(&b, uint64(map[orcReg]amd64.Reg{regSP: amd64.RSP, regBP: amd64.RBP}[e.SPReg]))
 			uleb(&b, uint64(e.SPOffset))
 			rules[colCFA] = b.String()
 		} else {
@@ -482,26 +481,26 @@ func (o *CFIObject) rules(r row) (map[int]string, error) {
 		}
 		b.Reset()
 		b.WriteByte(cfaOffsetExtSF) // return address at CFA-8
-		uleb(&b, uint64(dwarfCol(RIP)))
+		uleb(&b, uint64(dwarfCol(amd64.RIP)))
 		sleb(&b, 1)
-		rules[dwarfCol(RIP)] = b.String()
+		rules[dwarfCol(amd64.RIP)] = b.String()
 	case typeRegs, typeRegsPartial:
 		regs, base := fullRegs, int64(0)
 		if e.Type == typeRegsPartial {
 			// sp+sp_offset is the IRET frame, pt_regs' ip member.
-			ip, ok := o.PtRegs[RIP]
+			ip, ok := o.PtRegs.Offset(amd64.RIP)
 			if !ok {
 				return nil, fmt.Errorf("ORC entry at 0x%x: pt_regs layout lacks ip", r.start)
 			}
 			regs, base = iretRegs, -int64(ip)
 		}
-		spOff, ok := o.PtRegs[RSP]
+		spOff, ok := o.PtRegs.Offset(amd64.RSP)
 		if !ok {
 			return nil, fmt.Errorf("ORC entry at 0x%x: pt_regs layout lacks sp", r.start)
 		}
 		rules[colCFA] = exprRule(colCFA, append(at(base+int64(spOff)), opDeref))
 		for _, reg := range regs {
-			off, ok := o.PtRegs[reg]
+			off, ok := o.PtRegs.Offset(reg)
 			if !ok {
 				return nil, fmt.Errorf("ORC entry at 0x%x: pt_regs layout lacks %v", r.start, reg)
 			}
@@ -515,17 +514,17 @@ func (o *CFIObject) rules(r row) (map[int]string, error) {
 			var b bytes.Buffer
 			if e.BPOffset%8 == 0 {
 				b.WriteByte(cfaOffsetExtSF)
-				uleb(&b, uint64(RBP))
+				uleb(&b, uint64(amd64.RBP))
 				sleb(&b, int64(e.BPOffset)/dataAlign)
-				rules[int(RBP)] = b.String()
+				rules[int(amd64.RBP)] = b.String()
 			} else {
-				rules[int(RBP)] = exprRule(int(RBP), at(int64(e.BPOffset)))
+				rules[int(amd64.RBP)] = exprRule(int(amd64.RBP), at(int64(e.BPOffset)))
 			}
 		case regBP:
 			var b bytes.Buffer
-			b.WriteByte(opBreg0 + byte(RBP))
+			b.WriteByte(opBreg0 + byte(amd64.RBP))
 			sleb(&b, int64(e.BPOffset))
-			rules[int(RBP)] = exprRule(int(RBP), b.Bytes())
+			rules[int(amd64.RBP)] = exprRule(int(amd64.RBP), b.Bytes())
 		}
 	}
 	return rules, nil

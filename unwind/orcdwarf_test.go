@@ -8,11 +8,13 @@ import (
 	"testing"
 
 	"github.com/go-delve/delve/pkg/dwarf/frame"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
 
 // evalExpr evaluates the DWARF expression operators BuildCFIObject
 // emits, with the consumer's initial push (the CFA) if push is set.
-func evalExpr(expr []byte, r Regs, m mem, push *uint64) (uint64, error) {
+func evalExpr(expr []byte, r amd64.Regs, m mem, push *uint64) (uint64, error) {
 	var st []uint64
 	if push != nil {
 		st = append(st, *push)
@@ -23,7 +25,7 @@ func evalExpr(expr []byte, r Regs, m mem, push *uint64) (uint64, error) {
 		switch {
 		case op >= opBreg0 && op < opBreg0+32:
 			off, _ := readSleb(b)
-			v, ok := r.Get(Reg(op - opBreg0))
+			v, ok := r.Get(amd64.Reg(op - opBreg0))
 			if !ok {
 				return 0, fmt.Errorf("register %d unknown", op-opBreg0)
 			}
@@ -97,11 +99,9 @@ func debugFrame(t *testing.T, obj []byte) []byte {
 	return data
 }
 
-var dwarfToReg = map[uint64]Reg{dwarfEFLAGS: EFLAGS, dwarfCS: CS, dwarfSS: SS}
-
 // gdbStep unwinds one frame as a DWARF consumer would with the
 // object's FDE for pc. ok is false when the return address is undefined.
-func gdbStep(t *testing.T, fdes frame.FrameDescriptionEntries, pc uint64, r Regs, m mem) (next Regs, signal, ok bool) {
+func gdbStep(t *testing.T, fdes frame.FrameDescriptionEntries, pc uint64, r amd64.Regs, m mem) (next amd64.Regs, signal, ok bool) {
 	t.Helper()
 	fde, err := fdes.FDEForPC(pc)
 	if err != nil {
@@ -114,7 +114,7 @@ func gdbStep(t *testing.T, fdes frame.FrameDescriptionEntries, pc uint64, r Regs
 	var cfa uint64
 	switch ctx.CFA.Rule {
 	case frame.RuleCFA:
-		v, _ := r.Get(Reg(ctx.CFA.Reg))
+		v, _ := r.Get(amd64.Reg(ctx.CFA.Reg))
 		cfa = v + uint64(ctx.CFA.Offset)
 	case frame.RuleExpression:
 		if cfa, err = evalExpr(ctx.CFA.Expression, r, m, nil); err != nil {
@@ -124,17 +124,14 @@ func gdbStep(t *testing.T, fdes frame.FrameDescriptionEntries, pc uint64, r Regs
 		t.Fatalf("CFA rule %v", ctx.CFA.Rule)
 	}
 	next = r
-	next.Set(RSP, cfa)
+	next.Set(amd64.RSP, cfa)
 	for col, rule := range ctx.Regs {
-		reg, known := dwarfToReg[col]
-		if !known && col <= uint64(RIP) {
-			reg, known = Reg(col), true
-		}
+		reg := amd64.Reg(col) // amd64 numbers registers as DWARF does
 		var addr uint64
 		switch rule.Rule {
 		case frame.RuleUndefined:
-			if col == uint64(RIP) {
-				return Regs{}, false, false
+			if col == uint64(amd64.RIP) {
+				return amd64.Regs{}, false, false
 			}
 			continue
 		case frame.RuleSameVal:
@@ -152,9 +149,7 @@ func gdbStep(t *testing.T, fdes frame.FrameDescriptionEntries, pc uint64, r Regs
 		if err != nil {
 			t.Fatalf("column %d at 0x%x: %v", col, pc, err)
 		}
-		if known {
-			next.Set(reg, v)
-		}
+		next.Set(reg, v)
 	}
 	return next, fde.CIE.Augmentation == cieSignalAug, true
 }
@@ -191,14 +186,14 @@ func TestCFIObjectMatchesORC(t *testing.T) {
 			m[sp] = sp + 0x200      // for SP_INDIRECT
 			m[bp-8] = sp + 0x300    // for BP_INDIRECT
 			m[sp+8+152] = 0x7ffe000 // pt_regs sp
-			var r Regs
-			for reg := RAX; reg < NumRegs; reg++ {
+			var r amd64.Regs
+			for _, reg := range amd64.All() {
 				r.Set(reg, 0x1111*uint64(reg+1))
 			}
-			r.Set(RSP, sp)
-			r.Set(RBP, bp)
+			r.Set(amd64.RSP, sp)
+			r.Set(amd64.RBP, bp)
 			pc := uint64(base + 0x10)
-			r.Set(RIP, pc)
+			r.Set(amd64.RIP, pc)
 			obj, err := BuildCFIObject(CFIObject{Tables: []TableRange{{tb, base, base + 0x80}}, PtRegs: ptRegs, UserStart: 1, UserEnd: 1 << 47})
 			if err != nil {
 				t.Fatal(err)
@@ -223,7 +218,7 @@ func TestCFIObjectMatchesORC(t *testing.T) {
 			if signal != c.signal {
 				t.Errorf("signal CIE %v, want %v", signal, c.signal)
 			}
-			for reg := RAX; reg < NumRegs; reg++ {
+			for _, reg := range amd64.All() {
 				w, known := want.Regs.Get(reg)
 				if g, _ := got.Get(reg); known && g != w {
 					t.Errorf("%v = 0x%x, ORC says 0x%x", reg, g, w)

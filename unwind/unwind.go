@@ -3,65 +3,14 @@ package unwind
 import (
 	"errors"
 	"fmt"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
-
-// Reg numbers registers as DWARF does on x86_64.
-type Reg int
-
-const (
-	RAX Reg = iota
-	RDX
-	RCX
-	RBX
-	RSI
-	RDI
-	RBP
-	RSP
-	R8
-	R9
-	R10
-	R11
-	R12
-	R13
-	R14
-	R15
-	RIP
-	EFLAGS
-	CS
-	SS
-	NumRegs
-)
-
-var regNames = [NumRegs]string{"rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
-	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "eflags", "cs", "ss"}
-
-func (r Reg) String() string {
-	if r >= 0 && r < NumRegs {
-		return regNames[r]
-	}
-	return fmt.Sprintf("Reg(%d)", int(r))
-}
-
-// Regs is a register set where only Known registers mean anything.
-type Regs struct {
-	Value [NumRegs]uint64
-	Known [NumRegs]bool
-}
-
-// Set stores a known value.
-func (r *Regs) Set(reg Reg, v uint64) { r.Value[reg], r.Known[reg] = v, true }
-
-// Get returns a register and whether it is known.
-func (r *Regs) Get(reg Reg) (uint64, bool) { return r.Value[reg], r.Known[reg] }
 
 // Memory reads the target's memory.
 type Memory interface {
 	ReadU64(addr uint64) (uint64, error)
 }
-
-// PtRegs gives the byte offset in struct pt_regs of each register it
-// saves (from BTF: r15, r14, ..., ip, cs, flags, sp, ss).
-type PtRegs map[Reg]uint64
 
 // Kind says how a frame was entered.
 type Kind int
@@ -82,7 +31,7 @@ func (k Kind) String() string {
 // at PtRegsAddr.
 type Frame struct {
 	PC, SP     uint64
-	Regs       Regs
+	Regs       amd64.Regs
 	Kind       Kind
 	PtRegsAddr uint64
 	// UserMode is set on the exception frame that returns to user space;
@@ -98,10 +47,12 @@ type TableRange struct {
 
 // Unwinder walks kernel stacks.
 type Unwinder struct {
-	Tables    []TableRange
-	CFI       *CFI // optional: where ORC has no usable entry
-	Mem       Memory
-	PtRegs    PtRegs
+	Tables []TableRange
+	CFI    *CFI // optional: where ORC has no usable entry
+	Mem    Memory
+	// PtRegs is where struct pt_regs saves each register (r15, r14, ...,
+	// ip, cs, flags, sp, ss), from the kernel's type information.
+	PtRegs    amd64.Layout
 	MaxFrames int // 0: 128
 	// FunctionStart, if set, says whether pc is the first instruction of
 	// a function. There a call has just pushed the return address at rsp,
@@ -145,17 +96,17 @@ func (u *Unwinder) find(pc uint64) (Entry, bool) {
 // return address (a sleeping task's ret_addr). It ends without error at
 // the end of the kernel stack or at user space; otherwise the error says
 // why it stopped, and the frames found so far are still returned.
-func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
+func (u *Unwinder) Unwind(start amd64.Regs, exactPC bool) ([]Frame, error) {
 	max := u.MaxFrames
 	if max == 0 {
 		max = 128
 	}
 	regs := start
-	pc, ok := regs.Get(RIP)
+	pc, ok := regs.Get(amd64.RIP)
 	if !ok {
 		return nil, fmt.Errorf("%w: rip", ErrNoRegister)
 	}
-	sp, ok := regs.Get(RSP)
+	sp, ok := regs.Get(amd64.RSP)
 	if !ok {
 		return nil, fmt.Errorf("%w: rsp", ErrNoRegister)
 	}
@@ -167,7 +118,7 @@ func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
 			return frames, ErrTooDeep
 		}
 		cur := &frames[len(frames)-1]
-		if cs, ok := cur.Regs.Get(CS); ok && cs&3 == 3 {
+		if cs, ok := cur.Regs.Get(amd64.CS); ok && cs&3 == 3 {
 			cur.UserMode = true
 			return frames, nil
 		}
@@ -186,8 +137,8 @@ func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
 		if found && e.Type != typeUndefined {
 			next, err = u.step(e, cur.Regs)
 			if err == nil && next.Kind == KindCall && u.CFI != nil && u.IsText != nil && !u.IsText(next.PC) {
-				if c, cerr := u.CFI.step(lookup, cur.Regs, u.read); cerr == nil && u.IsText(c.Regs.Value[RIP]) {
-					c.PC = c.Regs.Value[RIP]
+				if c, cerr := u.CFI.step(lookup, cur.Regs, u.read); cerr == nil && u.IsText(c.Regs.Value(amd64.RIP)) {
+					c.PC = c.Regs.Value(amd64.RIP)
 					next = c
 				}
 			}
@@ -198,11 +149,11 @@ func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
 			// Stopped exactly on a function's first instruction: the
 			// return address is at rsp whatever the unwind data says.
 			if ra, rerr := u.read(cur.SP); rerr == nil && ra != 0 {
-				var nr Regs
-				nr.Set(RIP, ra)
-				nr.Set(RSP, cur.SP+8)
-				if v, ok := cur.Regs.Get(RBP); ok {
-					nr.Set(RBP, v)
+				var nr amd64.Regs
+				nr.Set(amd64.RIP, ra)
+				nr.Set(amd64.RSP, cur.SP+8)
+				if v, ok := cur.Regs.Get(amd64.RBP); ok {
+					nr.Set(amd64.RBP, v)
 				}
 				next, err = Frame{PC: ra, SP: cur.SP + 8, Regs: nr, Kind: KindCall}, nil
 			}
@@ -213,7 +164,7 @@ func (u *Unwinder) Unwind(start Regs, exactPC bool) ([]Frame, error) {
 			if u.CFI != nil {
 				next, err = u.CFI.step(lookup, cur.Regs, u.read)
 				if err == nil {
-					next.PC = next.Regs.Value[RIP]
+					next.PC = next.Regs.Value(amd64.RIP)
 				}
 			}
 			if err != nil {
@@ -251,14 +202,14 @@ func (u *Unwinder) read(addr uint64) (uint64, error) {
 }
 
 // step applies one ORC entry (the kernel's unwind_next_frame).
-func (u *Unwinder) step(e Entry, r Regs) (Frame, error) {
+func (u *Unwinder) step(e Entry, r amd64.Regs) (Frame, error) {
 	switch e.Type {
 	case typeEndOfStack:
 		return Frame{}, errEndOfStack
 	case typeUndefined:
 		return Frame{}, ErrBadFrame
 	}
-	reg := func(x Reg) (uint64, error) {
+	reg := func(x amd64.Reg) (uint64, error) {
 		v, ok := r.Get(x)
 		if !ok {
 			return 0, fmt.Errorf("%w: %v", ErrNoRegister, x)
@@ -269,32 +220,32 @@ func (u *Unwinder) step(e Entry, r Regs) (Frame, error) {
 	var err error
 	switch e.SPReg {
 	case regSP:
-		cfa, err = reg(RSP)
+		cfa, err = reg(amd64.RSP)
 		cfa += uint64(int64(e.SPOffset))
 	case regBP:
-		cfa, err = reg(RBP)
+		cfa, err = reg(amd64.RBP)
 		cfa += uint64(int64(e.SPOffset))
 	case regSPIndirect:
 		var p uint64
-		if p, err = reg(RSP); err == nil {
+		if p, err = reg(amd64.RSP); err == nil {
 			cfa, err = u.read(p)
 			cfa += uint64(int64(e.SPOffset))
 		}
 	case regBPIndirect:
 		var p uint64
-		if p, err = reg(RBP); err == nil {
+		if p, err = reg(amd64.RBP); err == nil {
 			cfa, err = u.read(p + uint64(int64(e.SPOffset)))
 		}
 	case regR10:
-		cfa, err = reg(R10)
+		cfa, err = reg(amd64.R10)
 	case regR13:
-		cfa, err = reg(R13)
+		cfa, err = reg(amd64.R13)
 	case regDI:
-		cfa, err = reg(RDI)
+		cfa, err = reg(amd64.RDI)
 	case regDX:
-		cfa, err = reg(RDX)
+		cfa, err = reg(amd64.RDX)
 	case regAX:
-		cfa, err = reg(RAX)
+		cfa, err = reg(amd64.RAX)
 	default:
 		return Frame{}, fmt.Errorf("%w: sp register %d", ErrBadFrame, e.SPReg)
 	}
@@ -302,19 +253,19 @@ func (u *Unwinder) step(e Entry, r Regs) (Frame, error) {
 		return Frame{}, err
 	}
 	var next Frame
-	oldBP, bpKnown := r.Get(RBP)
+	oldBP, bpKnown := r.Get(amd64.RBP)
 	switch e.Type {
 	case typeCall:
 		ip, err := u.read(cfa - 8)
 		if err != nil {
 			return Frame{}, err
 		}
-		var nr Regs
+		var nr amd64.Regs
 		// Callee-saved registers other than rbp are not tracked by ORC.
-		nr.Set(RIP, ip)
-		nr.Set(RSP, cfa)
+		nr.Set(amd64.RIP, ip)
+		nr.Set(amd64.RSP, cfa)
 		if bpKnown {
-			nr.Set(RBP, oldBP)
+			nr.Set(amd64.RBP, oldBP)
 		}
 		next = Frame{PC: ip, SP: cfa, Regs: nr, Kind: KindCall}
 	case typeRegs:
@@ -322,15 +273,15 @@ func (u *Unwinder) step(e Entry, r Regs) (Frame, error) {
 		if err != nil {
 			return Frame{}, err
 		}
-		next = Frame{PC: nr.Value[RIP], SP: nr.Value[RSP], Regs: nr, Kind: KindException, PtRegsAddr: cfa}
+		next = Frame{PC: nr.Value(amd64.RIP), SP: nr.Value(amd64.RSP), Regs: nr, Kind: KindException, PtRegsAddr: cfa}
 	case typeRegsPartial:
 		// Only the IRET frame (ip, cs, flags, sp, ss) is at cfa; other
 		// registers keep their values.
 		nr := r
-		ipOff := u.PtRegs[RIP]
+		ipOff, _ := u.PtRegs.Offset(amd64.RIP)
 		base := cfa - ipOff
-		for _, x := range []Reg{RIP, CS, EFLAGS, RSP, SS} {
-			off, ok := u.PtRegs[x]
+		for _, x := range []amd64.Reg{amd64.RIP, amd64.CS, amd64.EFLAGS, amd64.RSP, amd64.SS} {
+			off, ok := u.PtRegs.Offset(x)
 			if !ok {
 				return Frame{}, fmt.Errorf("%w: pt_regs layout lacks %v", ErrBadFrame, x)
 			}
@@ -340,7 +291,7 @@ func (u *Unwinder) step(e Entry, r Regs) (Frame, error) {
 			}
 			nr.Set(x, v)
 		}
-		next = Frame{PC: nr.Value[RIP], SP: nr.Value[RSP], Regs: nr, Kind: KindIRET, PtRegsAddr: base}
+		next = Frame{PC: nr.Value(amd64.RIP), SP: nr.Value(amd64.RSP), Regs: nr, Kind: KindIRET, PtRegsAddr: base}
 	}
 	// rbp of the caller.
 	switch e.BPReg {
@@ -349,7 +300,7 @@ func (u *Unwinder) step(e Entry, r Regs) (Frame, error) {
 		if err != nil {
 			return Frame{}, err
 		}
-		next.Regs.Set(RBP, v)
+		next.Regs.Set(amd64.RBP, v)
 	case regBP:
 		if !bpKnown {
 			return Frame{}, fmt.Errorf("%w: rbp", ErrNoRegister)
@@ -358,23 +309,23 @@ func (u *Unwinder) step(e Entry, r Regs) (Frame, error) {
 		if err != nil {
 			return Frame{}, err
 		}
-		next.Regs.Set(RBP, v)
+		next.Regs.Set(amd64.RBP, v)
 	}
 	return next, nil
 }
 
 // readPtRegs reads a whole struct pt_regs.
-func (u *Unwinder) readPtRegs(addr uint64, _ bool) (Regs, error) {
-	var r Regs
-	if len(u.PtRegs) == 0 {
+func (u *Unwinder) readPtRegs(addr uint64, _ bool) (amd64.Regs, error) {
+	var r amd64.Regs
+	if len(u.PtRegs.Fields) == 0 {
 		return r, fmt.Errorf("%w: no pt_regs layout", ErrBadFrame)
 	}
-	for reg, off := range u.PtRegs {
-		v, err := u.read(addr + off)
+	for _, f := range u.PtRegs.Fields {
+		v, err := u.read(addr + f.Off)
 		if err != nil {
 			return r, err
 		}
-		r.Set(reg, v)
+		r.Set(f.Reg, v)
 	}
 	return r, nil
 }
@@ -383,8 +334,8 @@ func (u *Unwinder) readPtRegs(addr uint64, _ bool) (Regs, error) {
 // frame-pointer kernel, else the fallback where no ORC entry or CFI covers
 // pc. [rbp] is the caller's rbp, [rbp+8] the return address. An odd rbp marks a pt_regs
 // address (the kernel's "encoded" frame pointer from entry code).
-func (u *Unwinder) framePointer(r Regs) (Frame, error) {
-	bp, ok := r.Get(RBP)
+func (u *Unwinder) framePointer(r amd64.Regs) (Frame, error) {
+	bp, ok := r.Get(amd64.RBP)
 	if ok && bp == 0 && u.FramePointers {
 		return Frame{}, errEndOfStack
 	}
@@ -397,7 +348,7 @@ func (u *Unwinder) framePointer(r Regs) (Frame, error) {
 		if err != nil {
 			return Frame{}, err
 		}
-		return Frame{PC: nr.Value[RIP], SP: nr.Value[RSP], Regs: nr, Kind: KindException, PtRegsAddr: addr}, nil
+		return Frame{PC: nr.Value(amd64.RIP), SP: nr.Value(amd64.RSP), Regs: nr, Kind: KindException, PtRegsAddr: addr}, nil
 	}
 	caller, err := u.read(bp)
 	if err != nil {
@@ -407,10 +358,10 @@ func (u *Unwinder) framePointer(r Regs) (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
-	var nr Regs
-	nr.Set(RIP, ip)
-	nr.Set(RSP, bp+16)
-	nr.Set(RBP, caller)
+	var nr amd64.Regs
+	nr.Set(amd64.RIP, ip)
+	nr.Set(amd64.RSP, bp+16)
+	nr.Set(amd64.RBP, caller)
 	kind := KindFramePointer
 	if u.FramePointers {
 		kind = KindCall

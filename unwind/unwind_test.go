@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
 
 // mem is sparse test memory of 8-byte words.
@@ -46,8 +48,17 @@ func table(t *testing.T, ipBase uint64, ips []uint64, entries [][]byte) *Table {
 	return tb
 }
 
-var ptRegs = PtRegs{R15: 0, R14: 8, R13: 16, R12: 24, RBP: 32, RBX: 40, R11: 48, R10: 56, R9: 64, R8: 72,
-	RAX: 80, RCX: 88, RDX: 96, RSI: 104, RDI: 112, RIP: 128, CS: 136, EFLAGS: 144, RSP: 152, SS: 160}
+// ptRegs is struct pt_regs of x86_64 (orig_ax at 120 is not a register).
+var ptRegs = func() amd64.Layout {
+	l := amd64.Layout{Name: "pt_regs", Size: 168}
+	for i, r := range []amd64.Reg{amd64.R15, amd64.R14, amd64.R13, amd64.R12, amd64.RBP, amd64.RBX, amd64.R11, amd64.R10,
+		amd64.R9, amd64.R8, amd64.RAX, amd64.RCX, amd64.RDX, amd64.RSI, amd64.RDI, amd64.OrigRAX, amd64.RIP, amd64.CS, amd64.EFLAGS, amd64.RSP, amd64.SS} {
+		if r != amd64.OrigRAX {
+			l.Fields = append(l.Fields, amd64.Field{Reg: r, Off: uint64(8 * i)})
+		}
+	}
+	return l
+}()
 
 // Three functions: f (sp+16, called), g (sp+8, called), an entry stub
 // whose CFA holds a full pt_regs from user space.
@@ -80,10 +91,10 @@ func TestUnwindCallsAndRegs(t *testing.T) {
 		}
 	}
 	u := &Unwinder{Tables: []TableRange{{tb, f, end}}, Mem: m, PtRegs: ptRegs}
-	var start Regs
-	start.Set(RIP, f+4)
-	start.Set(RSP, sp)
-	start.Set(RBP, 0xaaaa)
+	var start amd64.Regs
+	start.Set(amd64.RIP, f+4)
+	start.Set(amd64.RSP, sp)
+	start.Set(amd64.RBP, 0xaaaa)
 	frames, err := u.Unwind(start, true)
 	if err != nil {
 		t.Fatal(err)
@@ -97,11 +108,11 @@ func TestUnwindCallsAndRegs(t *testing.T) {
 			t.Errorf("frame %d pc 0x%x, want 0x%x", i, frames[i].PC, w)
 		}
 	}
-	if v, _ := frames[2].Regs.Get(RBP); v != 0xbbbb {
+	if v, _ := frames[2].Regs.Get(amd64.RBP); v != 0xbbbb {
 		t.Errorf("rbp after PREV_SP rule: 0x%x", v)
 	}
 	last := frames[3]
-	if !last.UserMode || last.Kind != KindException || last.PtRegsAddr != regs || last.Regs.Value[RBP] != 0x1234 {
+	if !last.UserMode || last.Kind != KindException || last.PtRegsAddr != regs || last.Regs.Value(amd64.RBP) != 0x1234 {
 		t.Errorf("user frame %+v", last)
 	}
 }
@@ -115,17 +126,17 @@ func TestUnwindStops(t *testing.T) {
 		orcEntryBytes(8, 0, 5, 0, 0, false),
 	})
 	u := &Unwinder{Tables: []TableRange{{tb, f, f + 0x1000}}, Mem: mem{}, PtRegs: ptRegs}
-	var r Regs
-	r.Set(RIP, f+4)
-	r.Set(RSP, 0x1000)
+	var r amd64.Regs
+	r.Set(amd64.RIP, f+4)
+	r.Set(amd64.RSP, 0x1000)
 	if _, err := u.Unwind(r, true); !errors.Is(err, ErrNoORC) {
 		t.Fatalf("undefined entry: %v", err)
 	}
 	// f+0x100 returns to itself with the same sp: a loop.
 	m := mem{0x1000: f + 0x101}
 	u.Mem = m
-	r.Set(RIP, f+0x101)
-	r.Set(RSP, 0x1000-8)
+	r.Set(amd64.RIP, f+0x101)
+	r.Set(amd64.RSP, 0x1000-8)
 	frames, err := u.Unwind(r, false)
 	if err == nil || len(frames) > 128 {
 		t.Fatalf("loop: %d frames, %v", len(frames), err)
@@ -172,10 +183,10 @@ func FuzzORC(f *testing.F) {
 			m[0x1000+uint64(i)] = binary.LittleEndian.Uint64(entries[i:])
 		}
 		u := &Unwinder{Tables: []TableRange{{tb, 0, ^uint64(0)}}, Mem: m, PtRegs: ptRegs, MaxFrames: 64}
-		var r Regs
-		r.Set(RIP, pc)
-		r.Set(RSP, 0x1000)
-		r.Set(RBP, 0x1008)
+		var r amd64.Regs
+		r.Set(amd64.RIP, pc)
+		r.Set(amd64.RSP, 0x1000)
+		r.Set(amd64.RBP, 0x1008)
 		frames, _ := u.Unwind(r, true)
 		if len(frames) > 64 {
 			t.Fatalf("%d frames", len(frames))
@@ -190,8 +201,8 @@ func FuzzCFI(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var r Regs
-		r.Set(RSP, 0x1000)
+		var r amd64.Regs
+		r.Set(amd64.RSP, 0x1000)
 		c.step(pc, r, func(uint64) (uint64, error) { return 0, errors.New("none") })
 	})
 }
@@ -204,9 +215,9 @@ func TestUnwindZeroReturnAddress(t *testing.T) {
 	tb := table(t, 0xffffffff82000000, []uint64{f}, [][]byte{orcEntryBytes(8, 0, 5, 0, 0, false)})
 	u := &Unwinder{Tables: []TableRange{{tb, f, f + 0x1000}}, Mem: mem{0x1000: 0}, PtRegs: ptRegs,
 		IsText: func(pc uint64) bool { return pc >= f && pc < f+0x1000 }}
-	var r Regs
-	r.Set(RIP, f+4)
-	r.Set(RSP, 0x1000)
+	var r amd64.Regs
+	r.Set(amd64.RIP, f+4)
+	r.Set(amd64.RSP, 0x1000)
 	frames, err := u.Unwind(r, true)
 	if !errors.Is(err, ErrBadFrame) || len(frames) != 1 {
 		t.Fatalf("%d frames, %v", len(frames), err)
@@ -230,12 +241,13 @@ func TestUnwindFramePointers(t *testing.T) {
 	}
 	// The pt_regs the encoded rbp points at: a user-mode return.
 	regsAt := uint64(stack + 0x200)
-	for _, off := range ptRegs {
-		m[regsAt+off] = 0
+	for _, f := range ptRegs.Fields {
+		m[regsAt+f.Off] = 0
 	}
-	m[regsAt+ptRegs[RIP]] = 0x401000
-	m[regsAt+ptRegs[CS]] = 0x33
-	m[regsAt+ptRegs[RSP]] = 0x7ffc0000
+	for reg, v := range map[amd64.Reg]uint64{amd64.RIP: 0x401000, amd64.CS: 0x33, amd64.RSP: 0x7ffc0000} {
+		off, _ := ptRegs.Offset(reg)
+		m[regsAt+off] = v
+	}
 	encoded := mem{}
 	for k, v := range m {
 		encoded[k] = v
@@ -256,10 +268,10 @@ func TestUnwindFramePointers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := &Unwinder{Mem: tc.mem, PtRegs: ptRegs, FramePointers: tc.framePointers}
-			var r Regs
-			r.Set(RIP, a)
-			r.Set(RSP, stack-0x20)
-			r.Set(RBP, stack)
+			var r amd64.Regs
+			r.Set(amd64.RIP, a)
+			r.Set(amd64.RSP, stack-0x20)
+			r.Set(amd64.RBP, stack)
 			frames, err := u.Unwind(r, true)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)

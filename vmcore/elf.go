@@ -138,7 +138,7 @@ func openELF(src source) (*elfMemory, error) {
 			}
 			// Several PT_NOTEs (an unmerged elfcorehdr) are read one by
 			// one and classified together.
-			ns, err := parseNotes(name, buf, seg.Offset)
+			ns, err := ParseNotes(name, buf, seg.Offset)
 			if err != nil {
 				return nil, err
 			}

@@ -80,7 +80,7 @@ func FuzzNotes(f *testing.F) {
 	f.Add(append(prstatusNote(1, 2, 3), elfNote("VMCOREINFO", 0, []byte("OSRELEASE=x\n"))...))
 	f.Add(elfNote("QEMU", 0, make([]byte, qemuCPUStateSize)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		notes, _ := parseNotes("fuzz", data, 0)
+		notes, _ := ParseNotes("fuzz", data, 0)
 		for _, n := range notes {
 			if len(n.Desc) > len(data) {
 				t.Fatal("note larger than its area")

@@ -251,7 +251,7 @@ func openKdump(src source) (*kdumpFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		ns, err := parseNotes(name, buf, k.sub.OffsetNote)
+		ns, err := ParseNotes(name, buf, k.sub.OffsetNote)
 		if err != nil {
 			return nil, err
 		}

@@ -3,16 +3,29 @@ package vmcore
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
 
 // ELF note types and names found in vmcores.
 const (
 	NT_PRSTATUS = 1 // name "CORE": struct elf_prstatus of one CPU
 
-	noteNameCore       = "CORE"
+	NoteNameCore       = "CORE" // the name NT_PRSTATUS notes carry
 	noteNameVMCOREINFO = "VMCOREINFO"
 	noteNameQEMU       = "QEMU"
 )
+
+// NoteHeaderSize is the size of an ELF note header (Elf64_Nhdr: namesz,
+// descsz, type).
+const NoteHeaderSize = 12
+
+// NoteSize is the size of one ELF note named name with a descriptor of
+// descsz bytes: header, then name and descriptor each padded to 4 bytes.
+func NoteSize(name string, descsz uint64) uint64 {
+	return NoteHeaderSize + align4(uint64(len(name))+1) + align4(descsz)
+}
 
 // maxNotes bounds how many notes one dump may carry; kernels support at
 // most 8192 CPUs and write two or three notes each.
@@ -28,20 +41,21 @@ type Note struct {
 	descOff int64 // offset of Desc in its file
 }
 
-// parseNotes splits a PT_NOTE area (or the kdump note copy) into notes.
-// A note whose header has namesz == 0 ends the area: /proc/vmcore pads
-// per-CPU buffers with zeros. base is the file offset of data, for errors.
-func parseNotes(file string, data []byte, base int64) ([]Note, error) {
+// ParseNotes splits a PT_NOTE area (the kdump note copy, or a note buffer
+// the kernel keeps in memory) into notes. A note whose header has
+// namesz == 0 ends the area: /proc/vmcore pads per-CPU buffers with
+// zeros. Errors name file and the offset base + n of the note at n.
+func ParseNotes(file string, data []byte, base int64) ([]Note, error) {
 	var notes []Note
 	off := 0
-	for off+12 <= len(data) {
+	for off+NoteHeaderSize <= len(data) {
 		namesz := binary.LittleEndian.Uint32(data[off:])
 		descsz := binary.LittleEndian.Uint32(data[off+4:])
 		typ := binary.LittleEndian.Uint32(data[off+8:])
 		if namesz == 0 && descsz == 0 {
 			break
 		}
-		nameStart := off + 12
+		nameStart := off + NoteHeaderSize
 		nameEnd := uint64(nameStart) + uint64(namesz)
 		descStart := align4(nameEnd)
 		descEnd := descStart + uint64(descsz)
@@ -63,50 +77,65 @@ func parseNotes(file string, data []byte, base int64) ([]Note, error) {
 
 func align4(x uint64) uint64 { return (x + 3) &^ 3 }
 
-// Regs holds x86_64 general registers in the order of the kernel's
-// struct user_regs_struct (NT_PRSTATUS pr_reg; struct pt_regs is the
-// first 21 of them).
-type Regs struct {
-	R15, R14, R13, R12, RBP, RBX, R11, R10, R9, R8  uint64
-	RAX, RCX, RDX, RSI, RDI, OrigRAX, RIP, CS       uint64
-	EFLAGS, RSP, SS, FSBase, GSBase, DS, ES, FS, GS uint64
-}
-
-const userRegsSize = 27 * 8
-
-func decodeRegs(b []byte) Regs {
-	var v [27]uint64
-	for i := range v {
-		v[i] = binary.LittleEndian.Uint64(b[i*8:])
-	}
-	return Regs{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
-		v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17],
-		v[18], v[19], v[20], v[21], v[22], v[23], v[24], v[25], v[26]}
-}
-
 // PRStatus is one CPU's NT_PRSTATUS note.
 type PRStatus struct {
 	Index int   // position among the dump's NT_PRSTATUS notes
 	PID   int32 // pr_pid: the task running there (0 for idle); QEMU writes cpu+1
-	Regs  Regs
+	Regs  amd64.Regs
 }
 
-// struct elf_prstatus on x86_64: pr_pid at 32, pr_reg at 112, size 336.
+// PRStatusLayout places what is read of struct elf_prstatus: pr_pid, the
+// registers pr_reg (a struct user_regs_struct) and the struct's size.
+type PRStatusLayout struct {
+	PIDOff, RegOff, Size uint64
+}
+
+// struct elf_prstatus of the x86_64 ELF core-file ABI (<linux/elfcore.h>):
+// pr_pid after pr_info, pr_cursig, pr_sigpend and pr_sighold; pr_reg
+// after the pids and the four struct timevals.
 const (
-	prstatusPIDOff  = 32
-	prstatusRegOff  = 112
-	prstatusMinSize = prstatusRegOff + userRegsSize
+	CorePRStatusPIDOff = 32
+	CorePRStatusRegOff = 112
+	CorePRStatusSize   = 336
 )
 
-func decodePRStatus(file string, n Note, index int) (PRStatus, error) {
-	if len(n.Desc) < prstatusMinSize {
-		return PRStatus{}, formatErr(file, n.Offset, "NT_PRSTATUS note of %d bytes, want at least %d", len(n.Desc), prstatusMinSize)
+// CorePRStatus returns the ABI layout of struct elf_prstatus, which
+// /proc/vmcore's and QEMU's notes have.
+func CorePRStatus() PRStatusLayout {
+	return PRStatusLayout{PIDOff: CorePRStatusPIDOff, RegOff: CorePRStatusRegOff, Size: CorePRStatusSize}
+}
+
+// MinDesc is the smallest descriptor DecodePRStatus reads: through
+// pr_reg (pr_fpvalid, after it, is not read).
+// A layout from type information may be damaged: offsets so large the
+// sum overflows ask for more than any descriptor holds.
+func (l PRStatusLayout) MinDesc() uint64 {
+	pid, reg := l.PIDOff+4, l.RegOff+amd64.UserRegsSize
+	if pid < l.PIDOff || reg < l.RegOff {
+		return math.MaxUint64
 	}
-	return PRStatus{
-		Index: index,
-		PID:   int32(binary.LittleEndian.Uint32(n.Desc[prstatusPIDOff:])),
-		Regs:  decodeRegs(n.Desc[prstatusRegOff:]),
-	}, nil
+	return max(pid, reg)
+}
+
+// DecodePRStatus decodes an NT_PRSTATUS note's descriptor laid out as l:
+// pr_pid and the registers.
+func DecodePRStatus(desc []byte, l PRStatusLayout) (pid int32, regs amd64.Regs, err error) {
+	if uint64(len(desc)) < l.MinDesc() {
+		return 0, regs, fmt.Errorf("NT_PRSTATUS note of %d bytes, want at least %d", len(desc), l.MinDesc())
+	}
+	regs, err = amd64.UserRegs().Decode(desc[l.RegOff:])
+	if err != nil {
+		return 0, regs, fmt.Errorf("NT_PRSTATUS pr_reg at %d: %w", l.RegOff, err)
+	}
+	return int32(binary.LittleEndian.Uint32(desc[l.PIDOff:])), regs, nil
+}
+
+func decodePRStatus(file string, n Note, index int) (PRStatus, error) {
+	pid, regs, err := DecodePRStatus(n.Desc, CorePRStatus())
+	if err != nil {
+		return PRStatus{}, formatErr(file, n.Offset, "%v", err)
+	}
+	return PRStatus{Index: index, PID: pid, Regs: regs}, nil
 }
 
 // Segment is one segment register of QEMU's CPU state.
@@ -119,17 +148,38 @@ type Segment struct {
 // version 1): general registers, segments with their bases, control
 // registers. It is what hypervisor dumps offer instead of kdump's notes.
 type QEMUCPUState struct {
-	Index                                  int
-	Version                                uint32
-	RAX, RBX, RCX, RDX, RSI, RDI, RSP, RBP uint64
-	R8, R9, R10, R11, R12, R13, R14, R15   uint64
-	RIP, RFLAGS                            uint64
-	CS, DS, ES, FS, GS, SS, LDT, TR        Segment
-	GDT, IDT                               Segment
-	CR                                     [5]uint64
+	Index   int
+	Version uint32
+	// Regs holds the general registers, rip, eflags, the segment
+	// selectors and the fs and gs bases.
+	Regs                            amd64.Regs
+	CS, DS, ES, FS, GS, SS, LDT, TR Segment
+	GDT, IDT                        Segment
+	CR                              [5]uint64
 }
 
-const qemuCPUStateSize = 432
+// struct QEMUCPUState: version and size (u32 each), then u64 rax rbx rcx
+// rdx rsi rdi rsp rbp r8-r15 rip rflags, ten QEMUCPUSegments (u32
+// selector, limit, flags, pad; u64 base) and cr[5].
+const (
+	qemuGPOff        = 8
+	qemuSegOff       = qemuGPOff + 18*8
+	qemuSegSize      = 24
+	qemuCROff        = qemuSegOff + 10*qemuSegSize
+	qemuCPUStateSize = qemuCROff + 5*8
+)
+
+// qemuGP is the order of QEMUCPUState's u64 registers.
+var qemuGP = [...]amd64.Reg{amd64.RAX, amd64.RBX, amd64.RCX, amd64.RDX, amd64.RSI, amd64.RDI, amd64.RSP, amd64.RBP,
+	amd64.R8, amd64.R9, amd64.R10, amd64.R11, amd64.R12, amd64.R13, amd64.R14, amd64.R15, amd64.RIP, amd64.EFLAGS}
+
+func qemuGPLayout() amd64.Layout {
+	l := amd64.Layout{Name: "QEMU CPU note", Size: qemuCPUStateSize}
+	for i, r := range qemuGP {
+		l.Fields = append(l.Fields, amd64.Field{Reg: r, Off: uint64(qemuGPOff + 8*i)})
+	}
+	return l
+}
 
 func decodeQEMUCPUState(file string, n Note, index int) (QEMUCPUState, error) {
 	d := n.Desc
@@ -141,18 +191,22 @@ func decodeQEMUCPUState(file string, n Note, index int) (QEMUCPUState, error) {
 	if s.Version != 1 {
 		return s, formatErr(file, n.Offset, "QEMU CPU note version %d, only version 1 is known", s.Version)
 	}
-	gp := []*uint64{&s.RAX, &s.RBX, &s.RCX, &s.RDX, &s.RSI, &s.RDI, &s.RSP, &s.RBP,
-		&s.R8, &s.R9, &s.R10, &s.R11, &s.R12, &s.R13, &s.R14, &s.R15, &s.RIP, &s.RFLAGS}
-	for i, p := range gp {
-		*p = le.Uint64(d[8+8*i:])
+	var err error
+	if s.Regs, err = qemuGPLayout().Decode(d); err != nil {
+		return s, formatErr(file, n.Offset, "%v", err)
 	}
 	segs := []*Segment{&s.CS, &s.DS, &s.ES, &s.FS, &s.GS, &s.SS, &s.LDT, &s.TR, &s.GDT, &s.IDT}
 	for i, p := range segs {
-		o := 152 + 24*i
+		o := qemuSegOff + qemuSegSize*i
 		*p = Segment{le.Uint32(d[o:]), le.Uint32(d[o+4:]), le.Uint32(d[o+8:]), le.Uint64(d[o+16:])}
 	}
+	for reg, seg := range map[amd64.Reg]*Segment{amd64.CS: &s.CS, amd64.DS: &s.DS, amd64.ES: &s.ES, amd64.FS: &s.FS, amd64.GS: &s.GS, amd64.SS: &s.SS} {
+		s.Regs.Set(reg, uint64(seg.Selector))
+	}
+	s.Regs.Set(amd64.FSBase, s.FS.Base)
+	s.Regs.Set(amd64.GSBase, s.GS.Base)
 	for i := range s.CR {
-		s.CR[i] = le.Uint64(d[392+8*i:])
+		s.CR[i] = le.Uint64(d[qemuCROff+8*i:])
 	}
 	return s, nil
 }
@@ -170,7 +224,7 @@ func classifyNotes(file string, notes []Note) (*noteSet, error) {
 	ns := &noteSet{all: notes}
 	for _, n := range notes {
 		switch {
-		case n.Name == noteNameCore && n.Type == NT_PRSTATUS:
+		case n.Name == NoteNameCore && n.Type == NT_PRSTATUS:
 			p, err := decodePRStatus(file, n, len(ns.prstatus))
 			if err != nil {
 				return nil, err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand"
 	"testing"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
 
 const testVMCOREINFO = "OSRELEASE=6.1.0-synthetic\nPAGESIZE=4096\nKERNELOFFSET=1c400000\nNUMBER(phys_base)=-2147483648\nSYMBOL(init_top_pgt)=ffffffff9e40a000\nNUMBER(pgtable_l5_enabled)=0\nCRASHTIME=1790000000\nSOMETHING(new)=42\n"
@@ -110,7 +112,7 @@ func TestSyntheticKdump(t *testing.T) {
 					}
 					if version >= 4 {
 						ps := d.PRStatus()
-						if len(ps) != 2 || ps[1].PID != 1234 || ps[1].Regs.RIP != 0xffffffff81000010 || ps[1].Regs.RSP != 0x2000 {
+						if len(ps) != 2 || ps[1].PID != 1234 || ps[1].Regs.Value(amd64.RIP) != 0xffffffff81000010 || ps[1].Regs.Value(amd64.RSP) != 0x2000 {
 							t.Fatalf("prstatus %+v", ps)
 						}
 					}

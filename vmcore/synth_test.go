@@ -177,10 +177,10 @@ func elfNote(name string, typ uint32, desc []byte) []byte {
 
 // prstatusNote builds an NT_PRSTATUS note with pid and rip set.
 func prstatusNote(pid int32, rip, rsp uint64) []byte {
-	desc := make([]byte, 336)
-	binary.LittleEndian.PutUint32(desc[prstatusPIDOff:], uint32(pid))
-	binary.LittleEndian.PutUint64(desc[prstatusRegOff+16*8:], rip)
-	binary.LittleEndian.PutUint64(desc[prstatusRegOff+19*8:], rsp)
+	desc := make([]byte, CorePRStatusSize)
+	binary.LittleEndian.PutUint32(desc[CorePRStatusPIDOff:], uint32(pid))
+	binary.LittleEndian.PutUint64(desc[CorePRStatusRegOff+16*8:], rip)
+	binary.LittleEndian.PutUint64(desc[CorePRStatusRegOff+19*8:], rsp)
 	return elfNote("CORE", NT_PRSTATUS, desc)
 }
 

@@ -20,9 +20,11 @@ import (
 
 var cliBinary string
 
-// gdbSlowServer holds gdb options for a server built with -race, some
-// ten times slower: gdb gives up on a reply after remotetimeout (2 s).
-var gdbSlowServer []string
+// gdbSlowServer holds gdb options for a server slower than gdb's default
+// remotetimeout (2 s) allows: go test runs packages side by side on a
+// 2-core CI machine, and the first reply builds the kernel model from
+// DWARF (~1 s alone); a server built with -race is some ten times slower.
+var gdbSlowServer = []string{"-iex", "set remotetimeout 60"}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "vmcore-gdbserver-test")
@@ -37,7 +39,6 @@ func TestMain(m *testing.M) {
 		build = append(build, "-race")
 		// A race ends the server at once, which fails the client's test.
 		os.Setenv("GORACE", "halt_on_error=1 exitcode=66")
-		gdbSlowServer = []string{"-iex", "set remotetimeout 60"}
 	}
 	if out, err := exec.Command("go", append(build, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)

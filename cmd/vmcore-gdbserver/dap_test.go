@@ -310,7 +310,7 @@ func TestDAPSession(t *testing.T) {
 	// index cache once (README); so does the test, in the cache beside
 	// the adapter, and builds the index first if it is not there.
 	cacheRoot, _, _ := strings.Cut(adapter, "/npm/")
-	index := []string{"-iex", "set index-cache enabled on", "-iex", "set index-cache directory " + cacheRoot + "/gdb-index"}
+	index := []string{"-iex", "set remotetimeout 60", "-iex", "set index-cache enabled on", "-iex", "set index-cache directory " + cacheRoot + "/gdb-index"}
 	start := time.Now()
 	runCmd(t, requireGDB(t), append(append([]string{"-q", "-batch", "-nx"}, index...), vmlinux, "-ex", "info types ^vmcore_gdbserver_no_such_type$")...)
 	t.Logf("gdb index ready in %v", time.Since(start).Round(time.Millisecond))

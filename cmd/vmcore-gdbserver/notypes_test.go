@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
@@ -93,7 +94,7 @@ func TestGDBNoTypes(t *testing.T) {
 	found := false
 	for _, n := range d.PRStatus() {
 		if int64(n.PID) == selPID {
-			rip, found = n.Regs.RIP, true
+			rip, found = n.Regs.Value(amd64.RIP), true
 		}
 	}
 	if !found {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbfiles"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
@@ -138,7 +139,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	}
 	// Decompressed modules go to a private directory, removed when the
 	// server stops (by a signal too).
-	modFiles := &kernel.ModuleFiles{}
+	modFiles := &gdbfiles.ModuleFiles{}
 	defer modFiles.Close()
 	load := func() (*kernelTarget, func(), error) {
 		k, closeAll, err := openKernel(vmlinux, dumps)
@@ -157,7 +158,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		kt.vmlinux, kt.dumps = vmlinux, dumps
 		modFiles.Dirs = o.modDirs
 		if len(modFiles.Dirs) == 0 {
-			modFiles.Dirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
+			modFiles.Dirs = gdbfiles.DefaultModuleDirs(k.Info.OSRelease)
 		}
 		kt.modFiles = modFiles
 		kt.libLog = func(s string) { logger.Printf("note: %s", s) }
@@ -447,6 +448,10 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	}
 	args := []string{"-q",
 		"-iex", "set confirm off",
+		// The server's first replies build the kernel model (about a
+		// second from DWARF, more on a loaded machine): more than gdb's
+		// default 2 s wait must not cost the session its threads.
+		"-iex", "set remotetimeout 30",
 		// -x takes the file name as it is, without parsing it.
 		"-x", filter,
 		"-ex", "set architecture i386:x86-64",

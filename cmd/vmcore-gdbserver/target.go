@@ -3,13 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/xml"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbfiles"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
@@ -29,7 +30,7 @@ type kernelTarget struct {
 	offsets  string
 	vmlinux  string
 	dumps    []string
-	modFiles *kernel.ModuleFiles
+	modFiles *gdbfiles.ModuleFiles
 
 	libOnce sync.Once
 	libXML  []byte
@@ -114,33 +115,29 @@ func (kt *kernelTarget) HasThread(tid gdbstub.ThreadID) bool {
 	return ok
 }
 
-// The register layout declared in targetXML, in order.
-var gdbRegLayout = func() []struct {
+// noReg stands for the registers no dump holds (the x87 state).
+const noReg amd64.Reg = -1
+
+// gdbRegLayout is gdb's amd64 register order, which the g packet and
+// targetXML follow: name, size in bytes and the register it shows.
+var gdbRegLayout = []struct {
 	name string
 	size int
-	reg  kernel.Reg // -1: never known
-} {
-	type r = struct {
-		name string
-		size int
-		reg  kernel.Reg
-	}
-	var l []r
-	for reg := kernel.RAX; reg <= kernel.RIP; reg++ {
-		l = append(l, r{reg.String(), 8, reg})
-	}
-	for reg := kernel.EFLAGS; reg <= kernel.GS; reg++ {
-		l = append(l, r{reg.String(), 4, reg})
-	}
-	for i := 0; i < 8; i++ {
-		l = append(l, r{fmt.Sprintf("st%d", i), 10, -1})
-	}
-	for _, n := range []string{"fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop"} {
-		l = append(l, r{n, 4, -1})
-	}
-	l = append(l, r{"orig_rax", 8, kernel.OrigRAX}, r{"fs_base", 8, kernel.FSBase}, r{"gs_base", 8, kernel.GSBase})
-	return l
-}()
+	reg  amd64.Reg
+}{
+	{"rax", 8, amd64.RAX}, {"rbx", 8, amd64.RBX}, {"rcx", 8, amd64.RCX}, {"rdx", 8, amd64.RDX},
+	{"rsi", 8, amd64.RSI}, {"rdi", 8, amd64.RDI}, {"rbp", 8, amd64.RBP}, {"rsp", 8, amd64.RSP},
+	{"r8", 8, amd64.R8}, {"r9", 8, amd64.R9}, {"r10", 8, amd64.R10}, {"r11", 8, amd64.R11},
+	{"r12", 8, amd64.R12}, {"r13", 8, amd64.R13}, {"r14", 8, amd64.R14}, {"r15", 8, amd64.R15},
+	{"rip", 8, amd64.RIP},
+	{"eflags", 4, amd64.EFLAGS}, {"cs", 4, amd64.CS}, {"ss", 4, amd64.SS}, {"ds", 4, amd64.DS},
+	{"es", 4, amd64.ES}, {"fs", 4, amd64.FS}, {"gs", 4, amd64.GS},
+	{"st0", 10, noReg}, {"st1", 10, noReg}, {"st2", 10, noReg}, {"st3", 10, noReg},
+	{"st4", 10, noReg}, {"st5", 10, noReg}, {"st6", 10, noReg}, {"st7", 10, noReg},
+	{"fctrl", 4, noReg}, {"fstat", 4, noReg}, {"ftag", 4, noReg}, {"fiseg", 4, noReg},
+	{"fioff", 4, noReg}, {"foseg", 4, noReg}, {"fooff", 4, noReg}, {"fop", 4, noReg},
+	{"orig_rax", 8, amd64.OrigRAX}, {"fs_base", 8, amd64.FSBase}, {"gs_base", 8, amd64.GSBase},
+}
 
 func (kt *kernelTarget) Registers(tid gdbstub.ThreadID) ([]gdbstub.Register, error) {
 	t := kt.byTID[tid]
@@ -159,9 +156,9 @@ func (kt *kernelTarget) Registers(tid gdbstub.ThreadID) ([]gdbstub.Register, err
 	out := make([]gdbstub.Register, len(gdbRegLayout))
 	for i, l := range gdbRegLayout {
 		out[i].Size = l.size
-		if l.reg >= 0 && r.Known[l.reg] {
+		if v, ok := r.Get(l.reg); ok {
 			b := make([]byte, 8)
-			binary.LittleEndian.PutUint64(b, r.Value[l.reg])
+			binary.LittleEndian.PutUint64(b, v)
 			out[i].Value = b[:l.size]
 		}
 	}
@@ -230,8 +227,13 @@ func (kt *kernelTarget) SectionOffsets() (string, bool) { return kt.offsets, kt.
 // located once.
 func (kt *kernelTarget) LibrariesXML() []byte {
 	kt.libOnce.Do(func() {
+		mods, err := kt.k.Modules()
 		var notes []string
-		kt.libXML, notes = kt.k.LibrariesXML(kt.modFiles)
+		if err != nil {
+			notes = append(notes, err.Error())
+		}
+		x, more := gdbfiles.LibrariesXML(mods, kt.modFiles)
+		kt.libXML, notes = x, append(notes, more...)
 		if lib, err := kt.unwindLibrary(); err != nil {
 			notes = append(notes, fmt.Sprintf("no ORC unwind object for gdb: %v", err))
 		} else if i := bytes.LastIndex(kt.libXML, []byte("</library-list>")); i >= 0 {
@@ -272,9 +274,7 @@ func (kt *kernelTarget) unwindLibrary() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var name bytes.Buffer
-	xml.EscapeText(&name, []byte(path))
-	return fmt.Sprintf("  <library name=\"%s\">\n    <section address=\"0x%x\"/>\n  </library>\n", name.String(), text), nil
+	return fmt.Sprintf("  <library name=\"%s\">\n    <section address=\"0x%x\"/>\n  </library>\n", gdbstub.EscapeXML(path), text), nil
 }
 
 func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
@@ -318,7 +318,7 @@ var targetXML = func() []byte {
 			typ = "int"
 		}
 		group := ""
-		if l.reg < 0 { // the x87 state, which no dump holds
+		if l.reg == noReg { // the x87 state, which no dump holds
 			group = ` group="float"`
 		}
 		fmt.Fprintf(&b, "  <reg name=\"%s\" bitsize=\"%d\" type=\"%s\"%s/>\n", l.name, l.size*8, typ, group)

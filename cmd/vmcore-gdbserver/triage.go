@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbfiles"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/triage"
 )
 
@@ -48,11 +48,11 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				t := &triage.Triage{K: k, Vmlinux: vmlinux, Dumps: dumps, Diag: cmd.ErrOrStderr()}
 				if c.Name == "mod" {
 					if len(modDirs) == 0 {
-						modDirs = kernel.DefaultModuleDirs(k.Info.OSRelease)
+						modDirs = gdbfiles.DefaultModuleDirs(k.Info.OSRelease)
 					}
 					// The listing names the files found: decompressed
 					// copies would be gone when the command ends.
-					t.ModFiles = &kernel.ModuleFiles{Dirs: modDirs, NoDecompress: true}
+					t.ModFiles = &gdbfiles.ModuleFiles{Dirs: modDirs, NoDecompress: true}
 				}
 				argv := []string{c.Name}
 				if all {
@@ -117,6 +117,9 @@ func (kt *kernelTarget) Monitor(cmd string, out io.Writer) error {
 			rest = append(rest, a)
 		}
 	}
-	t := &triage.Triage{K: kt.k, Vmlinux: kt.vmlinux, Dumps: kt.dumps, ModFiles: kt.modFiles}
+	t := &triage.Triage{K: kt.k, Vmlinux: kt.vmlinux, Dumps: kt.dumps}
+	if kt.modFiles != nil { // a nil *ModuleFiles in the interface would not be nil
+		t.ModFiles = kt.modFiles
+	}
 	return t.Run(rest, out, asJSON)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
@@ -130,7 +131,7 @@ func TestGDBPlainUnwind(t *testing.T) {
 				case last.UserMode:
 					// Exactly one frame past the pt_regs: the user RIP.
 					users++
-					rip, _ := last.Regs.Get(unwind.RIP)
+					rip, _ := last.Regs.Get(amd64.RIP)
 					if w.lastPC != rip {
 						t.Errorf("pid %d %s: gdb's last frame is at 0x%x, the user RIP in pt_regs is 0x%x", task.PID, task.Comm, w.lastPC, rip)
 					}

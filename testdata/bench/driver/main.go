@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/synthdump"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,10 +32,14 @@ type result struct {
 }
 
 // run executes a command 3 times and keeps the median run.
-func run(stdin string, name string, args ...string) result {
+func run(stdin string, name string, args ...string) result { return runEnv(nil, stdin, name, args...) }
+
+// runEnv is run with these variables added to the environment.
+func runEnv(env []string, stdin string, name string, args ...string) result {
 	var rs []result
 	for i := 0; i < 3; i++ {
 		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), env...)
 		cmd.Stdin = strings.NewReader(stdin)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -81,9 +85,21 @@ func serverShare(out string) string {
 
 func count(out, re string) int { return len(regexp.MustCompile(re).FindAllString(out, -1)) }
 
+var logLine = `(?m)^\[ *\d+\.\d+\]` // a timestamped log line (ours, crash)
+
+// ratio is a/b when b is a run that worked.
+func ratio(a time.Duration, b result) string {
+	if b.failed != "" || b.wall <= 0 || a <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a.Seconds()/b.wall.Seconds())
+}
+
 // openTime measures process start to the server's answer to
-// qXfer:threads:read, and the process's peak RSS.
-func openTime(bin, vmlinux string, dumps []string) result {
+// qXfer:threads:read (a complete thread list: dump opened, symbols and
+// types loaded, every task walked) and the process's peak RSS, median of 3;
+// env is added to the server's environment.
+func openTime(env []string, bin, vmlinux string, dumps []string) result {
 	pkt := "qXfer:threads:read::0,fff0"
 	var sum byte
 	for i := 0; i < len(pkt); i++ {
@@ -92,6 +108,9 @@ func openTime(bin, vmlinux string, dumps []string) result {
 	var rs []result
 	for i := 0; i < 3; i++ {
 		cmd := exec.Command(bin, append([]string{"serve", "--stdio", vmlinux}, dumps...)...)
+		cmd.Env = append(os.Environ(), env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
 		in, _ := cmd.StdinPipe()
 		outp, _ := cmd.StdoutPipe()
 		start := time.Now()
@@ -101,6 +120,7 @@ func openTime(bin, vmlinux string, dumps []string) result {
 		fmt.Fprintf(in, "$%s#%02x", pkt, sum)
 		r := bufio.NewReader(outp)
 		var wall time.Duration
+		var reply []byte
 		for {
 			c, err := r.ReadByte()
 			if err != nil {
@@ -110,13 +130,21 @@ func openTime(bin, vmlinux string, dumps []string) result {
 				wall = time.Since(start)
 				break
 			}
+			reply = append(reply, c)
 		}
-		in.Write([]byte("$D#44"))
+		in.Write([]byte("+$D#44"))
 		in.Close()
 		cmd.Wait()
 		res := result{wall: wall}
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			res.rssKB = ru.Maxrss
+		}
+		if !bytes.Contains(reply, []byte("<thread ")) {
+			msg := strings.TrimSpace(stderr.String())
+			if i := strings.IndexByte(msg, '\n'); i >= 0 {
+				msg = msg[:i]
+			}
+			return result{failed: fmt.Sprintf("fails (no thread list: %q)", msg)}
 		}
 		rs = append(rs, res)
 	}
@@ -124,7 +152,74 @@ func openTime(bin, vmlinux string, dumps []string) result {
 	return rs[1]
 }
 
+// typeSections are the vmlinux sections each type source reads: .BTF, or
+// what the DWARF index scans (symbols/dwarf.go).
+var typeSections = map[string][]string{
+	"btf":   {".BTF"},
+	"dwarf": {".debug_info", ".debug_abbrev", ".debug_str", ".debug_line_str", ".debug_str_offsets", ".debug_addr"},
+}
+
+// hasBTF says whether the vmlinux has a .BTF section with bytes in it.
+func hasBTF(vmlinux string) bool {
+	f, err := elf.Open(vmlinux)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := f.Section(".BTF")
+	return s != nil && s.Type != elf.SHT_NOBITS && s.Size > 0
+}
+
+// rawRead is the floor under a type source's load: reading its sections'
+// bytes once (from the page cache, warm after the runs before it), in
+// 1 MiB reads, median of 3. It returns the time and the byte count.
+func rawRead(vmlinux, source string) (time.Duration, int64) {
+	f, err := elf.Open(vmlinux)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	var ts []time.Duration
+	var total int64
+	buf := make([]byte, 1<<20)
+	for i := 0; i < 3; i++ {
+		total = 0
+		start := time.Now()
+		for _, name := range typeSections[source] {
+			s := f.Section(name)
+			if s == nil || s.Type == elf.SHT_NOBITS {
+				continue
+			}
+			r := s.Open()
+			for {
+				n, err := r.Read(buf)
+				total += int64(n)
+				if err != nil {
+					break
+				}
+			}
+		}
+		ts = append(ts, time.Since(start))
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	return ts[1], total
+}
+
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// gdbServe is gdb's pipe to the server (gdb waits up to 60 s for a reply,
+// not its default 2 s: on a loaded machine the first reply, after the
+// DWARF load, was seen to miss that and leave 0 threads). The shell command is fixed: the
+// file names reach it through the environment (gdbEnv), never as text.
+const gdbServe = `target remote | exec "$VMCORE_BENCH_BIN" serve --stdio --stats "$VMCORE_BENCH_VMLINUX" "$VMCORE_BENCH_DUMP"`
+
+func gdbEnv(bin, vmlinux, dump string) []string {
+	return []string{"VMCORE_BENCH_BIN=" + bin, "VMCORE_BENCH_VMLINUX=" + vmlinux, "VMCORE_BENCH_DUMP=" + dump}
+}
+
+// triageDumps are the dumps of the server and triage tables, in each
+// fixture dir that has them: one per scenario, and the oom ELF.
+var triageDumps = []string{"oom/vmcore.elf", "oom/vmcore.lzo", "sysrq/vmcore.lzo", "qemu57/vmcore.elf", "qemu57/vmcore.kdump-zlib", "modcrash/vmcore.lzo", "scale/vmcore.lzo"}
 
 func main() {
 	if len(os.Args) < 3 {
@@ -132,62 +227,147 @@ func main() {
 		os.Exit(2)
 	}
 	bin, _ := filepath.Abs(os.Args[1])
-	tmp, _ := os.MkdirTemp("", "bench")
+	tmp, err := os.MkdirTemp("", "bench")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	defer os.RemoveAll(tmp)
 	drgnScript := filepath.Join(tmp, "triage.py")
 	os.WriteFile(drgnScript, []byte(`from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.printk import get_printk_records
-n = 0
+n = s = 0
 for t in for_each_task(prog):
-    prog.stack_trace(t)
     n += 1
-print(n, "tasks", len(get_printk_records(prog)), "log records")
+    try:
+        if len(prog.stack_trace(t)):
+            s += 1
+    except Exception:
+        pass
+print(n, "tasks", s, "stacks", len(get_printk_records(prog)), "log records")
+`), 0o644)
+	drgnTasks := filepath.Join(tmp, "tasks.py")
+	os.WriteFile(drgnTasks, []byte(`from drgn.helpers.linux.pid import for_each_task
+print(sum(1 for _ in for_each_task(prog)), "tasks")
 `), 0o644)
 	crashInput := "ps\nforeach bt\nlog\nexit\n"
+	crashTask := `(?m)^[> ] +\d+ +-?\d+ +\d+ +[0-9a-f]{16} `
+	frame0 := `(?m)^ *#0 `
 
-	var serverRows, triageRows []string
+	var serverRows, triageRows, typesRows []string
 	for _, dir := range os.Args[2:] {
 		vmlinux := filepath.Join(dir, "kernel", "vmlinux")
 		release := filepath.Base(mustEval(dir))
-		for _, d := range []string{"oom/vmcore.elf", "oom/vmcore.lzo", "qemu57/vmcore.elf", "qemu57/vmcore.kdump-zlib", "modcrash/vmcore.lzo", "scale/vmcore.lzo"} {
+		for _, d := range triageDumps {
 			dump := filepath.Join(dir, d)
 			if !exists(dump) {
 				continue
 			}
 			st, _ := os.Stat(dump)
 			name := release + " " + d
-			open := openTime(bin, vmlinux, []string{dump})
+			open := openTime(nil, bin, vmlinux, []string{dump})
 			gdbArgs := func(c string) []string {
-				return []string{"-q", "-batch", "-nx", vmlinux, "-ex", "target remote | " + bin + " serve --stdio --stats " + vmlinux + " " + dump, "-ex", c}
+				return []string{"-q", "-batch", "-nx", "-iex", "set remotetimeout 60", vmlinux, "-ex", gdbServe, "-ex", c}
 			}
-			it := run("", "gdb", gdbArgs("info threads")...)
-			bt := run("", "gdb", gdbArgs("thread apply all bt")...)
-			serverRows = append(serverRows, fmt.Sprintf("| %s | %.0f MB | %.2f s, %d MB RSS | %s | %s |", name, float64(st.Size())/1e6,
-				open.wall.Seconds(), open.rssKB/1024,
+			env := gdbEnv(bin, vmlinux, dump)
+			it := runEnv(env, "", "gdb", gdbArgs("info threads")...)
+			bt := runEnv(env, "", "gdb", gdbArgs("thread apply all bt")...)
+			serverRows = append(serverRows, fmt.Sprintf("| %s | %.0f MB | %s | %s | %s |", name, float64(st.Size())/1e6,
+				open.time(fmt.Sprintf("%d MB RSS", open.rssKB/1024)),
 				it.time(fmt.Sprintf("%d threads; %s", count(it.out, `(?m)^[* ] +\d+ +Thread `), serverShare(it.out))),
 				bt.time(fmt.Sprintf("%d stacks; %s", count(bt.out, `(?m)^Thread \d+ \(Thread `), serverShare(bt.out)))))
 
 			ps := run("", bin, "ps", vmlinux, dump)
 			bta := run("", bin, "bt", "-a", vmlinux, dump)
 			lg := run("", bin, "log", vmlinux, dump)
-			ours := fmt.Sprintf("%.2f / %.2f / %.2f s (%d tasks, %d log lines)", ps.wall.Seconds(), bta.wall.Seconds(), lg.wall.Seconds(),
-				count(ps.out, `(?m)^[> ] +\d+ `), strings.Count(lg.out, "\n"))
+			oursWall := ps.wall + bta.wall + lg.wall
+			ours := fmt.Sprintf("%.2f / %.2f / %.2f s (%d tasks, %d stacks, %d log lines)", ps.wall.Seconds(), bta.wall.Seconds(), lg.wall.Seconds(),
+				count(ps.out, `(?m)^[> ] +\d+ `), count(bta.out, frame0), count(lg.out, logLine))
 			if ps.failed != "" || bta.failed != "" || lg.failed != "" {
-				ours = "fails"
+				ours, oursWall = "fails", 0
 			}
 			cr := run(crashInput, "crash", "-s", vmlinux, dump)
-			crash := cr.time(fmt.Sprintf("%d tasks, %d stacks", count(cr.out, `(?m)^[> ] +\d+ +-?\d+ +\d+ +[0-9a-f]{16} `), count(cr.out, `(?m)^PID: `)))
+			crash := cr.time(fmt.Sprintf("%d tasks, %d stacks, %d log lines", count(cr.out, crashTask), count(cr.out, frame0), count(cr.out, logLine)))
 			dg := run("", "drgn", "-q", "-c", dump, "-s", vmlinux, drgnScript)
 			drgn := dg.failed
 			if drgn == "" {
-				m := regexp.MustCompile(`(\d+) tasks (\d+) log records`).FindStringSubmatch(dg.out)
+				m := regexp.MustCompile(`(\d+) tasks (\d+) stacks (\d+) log records`).FindStringSubmatch(dg.out)
 				if m == nil {
-					drgn = "fails (no output)"
+					drgn, dg.failed = "fails (no output)", "no output"
 				} else {
-					drgn = dg.time(m[1] + " tasks, " + m[2] + " log records")
+					drgn = dg.time(m[1] + " tasks, " + m[2] + " stacks, " + m[3] + " log records")
 				}
 			}
-			triageRows = append(triageRows, fmt.Sprintf("| %s | %s | %s | %s |", name, ours, crash, drgn))
+			triageRows = append(triageRows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", name, ours, crash, drgn, ratio(oursWall, cr), ratio(oursWall, dg)))
+		}
+
+		// Types: BTF against DWARF on the same vmlinux and dump where the
+		// vmlinux has BTF, DWARF alone where it has none (4.18, nobtf/).
+		type typesCase struct{ label, vmlinux, dump, mode string }
+		var cases []typesCase
+		for _, d := range []string{"oom/vmcore.lzo", "scale/vmcore.lzo"} {
+			dump := filepath.Join(dir, d)
+			if !exists(dump) {
+				continue
+			}
+			if hasBTF(vmlinux) {
+				cases = append(cases, typesCase{"BTF (forced)", vmlinux, dump, "btf"}, typesCase{"DWARF (forced)", vmlinux, dump, "dwarf"})
+			} else {
+				cases = append(cases, typesCase{"DWARF (no BTF)", vmlinux, dump, ""})
+			}
+		}
+		if nv, nd := filepath.Join(dir, "nobtf", "vmlinux"), filepath.Join(dir, "nobtf", "vmcore.lzo"); exists(nv) && exists(nd) {
+			cases = append(cases, typesCase{"DWARF (nobtf/vmlinux: .BTF zeroed)", nv, nd, ""})
+		}
+		btfOpen := map[string]result{}
+		type others struct{ cr, dg result }
+		seen := map[string]others{}
+		for _, c := range cases {
+			var env []string
+			if c.mode != "" {
+				env = []string{"VMCORE_GDBSERVER_TYPES=" + c.mode}
+			}
+			source := c.mode
+			if source == "" {
+				source = "dwarf"
+				if hasBTF(c.vmlinux) {
+					source = "btf"
+				}
+			}
+			open := openTime(env, bin, c.vmlinux, []string{c.dump})
+			ps := runEnv(env, "", bin, "ps", c.vmlinux, c.dump)
+			rawT, rawN := rawRead(c.vmlinux, source)
+			key := c.vmlinux + "\x00" + c.dump
+			o, ok := seen[key]
+			if !ok {
+				o.cr = run("ps\nexit\n", "crash", "-s", c.vmlinux, c.dump)
+				o.dg = run("", "drgn", "-q", "-c", c.dump, "-s", c.vmlinux, drgnTasks)
+				if o.dg.failed == "" && !regexp.MustCompile(`\d+ tasks`).MatchString(o.dg.out) {
+					o.dg.failed = "fails (no output)"
+				}
+				seen[key] = o
+			}
+			vsBTF := "-"
+			if b, ok := btfOpen[c.dump]; ok && c.mode == "dwarf" && open.failed == "" {
+				vsBTF = fmt.Sprintf("%.1f× time, %+d MB", open.wall.Seconds()/b.wall.Seconds(), (open.rssKB-b.rssKB)/1024)
+			}
+			if c.mode == "btf" && open.failed == "" {
+				btfOpen[c.dump] = open
+			}
+			name := filepath.Base(mustEval(dir)) + " " + filepath.Base(filepath.Dir(c.dump)) + "/" + filepath.Base(c.dump)
+			drgnTasksSeen := regexp.MustCompile(`(\d+) tasks`).FindStringSubmatch(o.dg.out)
+			dgText := o.dg.failed
+			if dgText == "" {
+				dgText = o.dg.time(fmt.Sprintf("%s tasks, %d MB", drgnTasksSeen[1], o.dg.rssKB/1024))
+			}
+			typesRows = append(typesRows, fmt.Sprintf("| %s | %s | %.0f MB, read in %.2f s | %s | %s | %s | %s | %s | %s | %s | %s |",
+				name, c.label, float64(rawN)/1e6, rawT.Seconds(),
+				open.time(fmt.Sprintf("%d MB", open.rssKB/1024)),
+				ps.time(fmt.Sprintf("%d tasks, %d MB", count(ps.out, `(?m)^[> ] +\d+ `), ps.rssKB/1024)),
+				vsBTF,
+				o.cr.time(fmt.Sprintf("%d tasks, %d MB", count(o.cr.out, crashTask), o.cr.rssKB/1024)),
+				dgText,
+				ratio(open.wall, result{wall: rawT}), ratio(open.wall, o.cr), ratio(open.wall, o.dg)))
 		}
 	}
 	// Open cost against RAM size, on synthetic sparse kdumps.
@@ -213,12 +393,17 @@ print(n, "tasks", len(get_printk_records(prog)), "log records")
 		fmt.Println(r)
 	}
 	fmt.Println()
-	fmt.Println("| dump | vmcore-gdbserver ps / bt -a / log | crash -s: ps; foreach bt; log | drgn: every task's stack + log |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Println("| dump | vmcore-gdbserver ps / bt -a / log | crash -s: ps; foreach bt; log | drgn: every task's stack + log | ours / crash | ours / drgn |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, r := range triageRows {
 		fmt.Println(r)
 	}
-	_ = strconv.Itoa
+	fmt.Println()
+	fmt.Println("| dump | types from | raw: type sections read once | serve: start to thread list, peak RSS | `ps` | DWARF vs BTF (serve) | crash -s: ps | drgn: list tasks | ours / raw | ours / crash | ours / drgn |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range typesRows {
+		fmt.Println(r)
+	}
 }
 
 func mustEval(p string) string {
