@@ -306,9 +306,10 @@ func (s *Session) vfile(p string) []byte {
 		if r.count < 0 || r.offset < 0 {
 			return fail(fmt.Errorf("fd %d: count %d at offset %d: %w", r.fd, r.count, r.offset, syscall.EINVAL))
 		}
-		// The reply is framed with its binary data escaped (up to twice
-		// the bytes), so a count is bounded by half the packet size.
-		n := min(r.count, MaxPacketSize/2-32)
+		// At most what gdb itself asks for (its packet size, ours): the
+		// escaped reply may be longer, which gdb's reader allows, and
+		// fewer round trips matter over ssh.
+		n := min(r.count, MaxPacketSize)
 		buf := make([]byte, n)
 		got, err := f.ReadAt(buf, r.offset)
 		if got == 0 && err != nil && err != io.EOF {
