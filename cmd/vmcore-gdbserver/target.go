@@ -29,6 +29,9 @@ type kernelTarget struct {
 	vmlinux  string
 	dumps    []string
 	modFiles *gdbfiles.ModuleFiles
+	// served is what gdb may read through the connection (vFile): the
+	// vmlinux, then the module files once the library list is made.
+	served *gdbfiles.Served
 
 	libOnce sync.Once
 	libXML  []byte
@@ -234,7 +237,7 @@ func (kt *kernelTarget) LibrariesXML() []byte {
 		if err != nil {
 			notes = append(notes, err.Error())
 		}
-		x, more := gdbfiles.LibrariesXML(mods, kt.modFiles)
+		x, more := gdbfiles.LibrariesXML(mods, kt.modFiles, kt.served)
 		kt.libXML, notes = x, append(notes, more...)
 		for _, n := range notes {
 			if kt.libLog != nil {
@@ -243,6 +246,23 @@ func (kt *kernelTarget) LibrariesXML() []byte {
 		}
 	})
 	return kt.libXML
+}
+
+// OpenFile serves gdb's vFile:open: only the exact names of the files the
+// server opened for gdb. A module file joins them when the library list
+// is made, so a name not yet known waits for that list once.
+func (kt *kernelTarget) OpenFile(name string) (gdbstub.File, error) {
+	if kt.served == nil {
+		return nil, gdbfiles.ErrNotServed
+	}
+	if !kt.served.Has(name) {
+		kt.LibrariesXML()
+	}
+	h, err := kt.served.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
