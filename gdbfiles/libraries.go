@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 )
 
@@ -16,7 +17,12 @@ import (
 // non-canonical addresses, where no kernel pointer can point, so gdb never
 // names a real value after them. The notes say which modules were left
 // out and why.
-func LibrariesXML(mods []*kernel.Module, files *ModuleFiles) ([]byte, []string) {
+//
+// Each file is opened once, read-only, and its sections read from that
+// descriptor; with served set, the descriptor is kept there under the name
+// the list gives gdb, so what gdb reads through the connection is the
+// file described.
+func LibrariesXML(mods []*kernel.Module, files *ModuleFiles, served *Served) ([]byte, []string) {
 	var notes []string
 	var b bytes.Buffer
 	b.WriteString("<library-list>\n")
@@ -29,7 +35,17 @@ func LibrariesXML(mods []*kernel.Module, files *ModuleFiles) ([]byte, []string) 
 			notes = append(notes, fmt.Sprintf("module %s: %v", m.Name, err))
 			continue
 		}
-		secs, err := AllocSections(path)
+		f, _, err := rofile.Open(path)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("module %s: %v", m.Name, err))
+			continue
+		}
+		secs, err := allocSections(f, path)
+		if err == nil && served != nil {
+			err = served.Add(path, f)
+		} else {
+			f.Close()
+		}
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("module %s: %v", m.Name, err))
 			continue

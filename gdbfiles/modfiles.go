@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 )
 
 // ModuleFiles finds the .ko of loaded modules in directories (searched
@@ -470,9 +472,18 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 // AllocSections lists the SHF_ALLOC sections of a .ko in file order: what
 // gdb relocates, one address each.
 func AllocSections(path string) ([]string, error) {
-	ef, err := elf.Open(path)
+	f, _, err := rofile.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	return allocSections(f, path)
+}
+
+func allocSections(r io.ReaderAt, path string) ([]string, error) {
+	ef, err := elf.NewFile(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	defer ef.Close()
 	if ef.Type != elf.ET_REL {

@@ -91,7 +91,12 @@ func TestLibrariesXML(t *testing.T) {
 		{Name: "qemu_fw_cfg", Sections: []kernel.ModuleSection{{Name: secs[0], Addr: 0xffffffffc0001000}}},
 		{Name: "absent"},
 	}
-	x, notes := LibrariesXML(mods, &ModuleFiles{Dirs: []string{dir}})
+	served := &Served{}
+	defer served.Close()
+	x, notes := LibrariesXML(mods, &ModuleFiles{Dirs: []string{dir}}, served)
+	if !served.Has(filepath.Join(dir, "qemu_fw_cfg.ko")) {
+		t.Errorf("the listed module is not served")
+	}
 	var want bytes.Buffer
 	want.WriteString("<library-list>\n  <library name=\"" + strings.NewReplacer("<", "&lt;", ">", "&gt;", "&", "&amp;", `"`, "&quot;", "\n", "&#xa;").Replace(filepath.Join(dir, "qemu_fw_cfg.ko")) + "\">\n")
 	want.WriteString("    <section address=\"0xffffffffc0001000\"/>\n")

@@ -4,7 +4,9 @@
 // A Target provides threads, registers and memory. Optional features are
 // small interfaces discovered by type assertion (TargetDescriber,
 // ThreadDescriber, ExecFiler, SectionOffsetter, MonitorCommander,
-// Librarian); qSupported advertises exactly what the target implements.
+// Librarian, FileSystem); qSupported advertises exactly what the target
+// implements. A FileSystem answers gdb's vFile packets read-only; which
+// names open is the target's decision alone.
 // Every client connection is a Session with its own selected thread; a
 // client that sends garbage or disappears only ends its own session.
 // The package knows nothing of kernels.

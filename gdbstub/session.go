@@ -42,6 +42,9 @@ type Session struct {
 	xferData []byte
 	done     bool
 	stats    Stats
+	// files are the client's open vFile descriptors (at most
+	// MaxOpenFiles); a nil entry is a free number.
+	files []File
 	// onEnd, if set, gets the counters once, as the session ends: before
 	// the reply to a detach or kill, since a client may kill the server
 	// process (a stdio pipe) as soon as it has that reply.
@@ -49,6 +52,7 @@ type Session struct {
 }
 
 func (s *Session) end() {
+	s.closeFiles()
 	if s.onEnd != nil {
 		s.onEnd(s.stats)
 		s.onEnd = nil
@@ -284,6 +288,8 @@ func (s *Session) handle(pkt []byte) (reply []byte, noReply bool) {
 		return []byte(hex.EncodeToString([]byte(text))), false
 	case strings.HasPrefix(p, "qXfer:"):
 		return s.qxfer(p), false
+	case strings.HasPrefix(p, "vFile:"):
+		return s.vfile(p[len("vFile:"):]), false
 	case strings.HasPrefix(p, "qRcmd,"):
 		return s.monitor(p[len("qRcmd,"):]), false
 	case p == "g":

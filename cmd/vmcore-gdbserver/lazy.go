@@ -46,6 +46,9 @@ func (l *lazyTarget) SectionOffsets() (string, bool)      { return l.get().Secti
 func (l *lazyTarget) LibrariesXML() []byte                { return l.get().LibrariesXML() }
 func (l *lazyTarget) Monitor(c string, w io.Writer) error { return l.get().Monitor(c, w) }
 func (l *lazyTarget) ExecFile() (string, bool)            { return l.execFile, l.execFile != "" }
+func (l *lazyTarget) OpenFile(name string) (gdbstub.File, error) {
+	return l.get().OpenFile(name)
+}
 func (l *lazyTarget) TargetXML(annex string) ([]byte, bool) {
 	if annex != "target.xml" {
 		return nil, false

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbfiles"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
@@ -141,6 +142,17 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 	// server stops (by a signal too).
 	modFiles := &gdbfiles.ModuleFiles{}
 	defer modFiles.Close()
+	// The files gdb may read through the connection, each kept open from
+	// the moment the server first used it.
+	served := &gdbfiles.Served{}
+	defer served.Close()
+	// Module files are named to gdb by absolute paths: over ssh, gdb's
+	// working directory is not the server's.
+	for i, d := range o.modDirs {
+		if abs, err := filepath.Abs(d); err == nil {
+			o.modDirs[i] = abs
+		}
+	}
 	load := func() (*kernelTarget, func(), error) {
 		k, closeAll, err := openKernel(vmlinux, dumps)
 		if err != nil {
@@ -156,6 +168,17 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 			return nil, nil, withFiles(err, dumps...)
 		}
 		kt.vmlinux, kt.dumps = vmlinux, dumps
+		// The vmlinux is served under the name qXfer:exec-file gives.
+		if abs, err := filepath.Abs(vmlinux); err == nil {
+			f, _, err := rofile.Open(vmlinux)
+			if err == nil {
+				err = served.Add(abs, f)
+			}
+			if err != nil {
+				logger.Printf("note: %s will not be served to gdb: %v", vmlinux, err)
+			}
+		}
+		kt.served = served
 		modFiles.Dirs = o.modDirs
 		if len(modFiles.Dirs) == 0 {
 			modFiles.Dirs = gdbfiles.DefaultModuleDirs(k.Info.OSRelease)
@@ -452,6 +475,9 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 		// second from DWARF, more on a loaded machine): more than gdb's
 		// default 2 s wait must not cost the session its threads.
 		"-iex", "set remotetimeout 30",
+		// The server runs here: gdb reads the module files itself rather
+		// than through the pipe (sysroot target:, its default).
+		"-iex", "set sysroot",
 		// -x takes the file name as it is, without parsing it.
 		"-x", filter,
 		"-ex", "set architecture i386:x86-64",

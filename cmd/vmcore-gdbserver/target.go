@@ -12,6 +12,7 @@ import (
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbfiles"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 )
@@ -31,6 +32,9 @@ type kernelTarget struct {
 	vmlinux  string
 	dumps    []string
 	modFiles *gdbfiles.ModuleFiles
+	// served is what gdb may read through the connection (vFile): the
+	// vmlinux, then the module files once the library list is made.
+	served *gdbfiles.Served
 
 	libOnce sync.Once
 	libXML  []byte
@@ -232,7 +236,7 @@ func (kt *kernelTarget) LibrariesXML() []byte {
 		if err != nil {
 			notes = append(notes, err.Error())
 		}
-		x, more := gdbfiles.LibrariesXML(mods, kt.modFiles)
+		x, more := gdbfiles.LibrariesXML(mods, kt.modFiles, kt.served)
 		kt.libXML, notes = x, append(notes, more...)
 		if lib, err := kt.unwindLibrary(); err != nil {
 			notes = append(notes, fmt.Sprintf("no ORC unwind object for gdb: %v", err))
@@ -274,7 +278,34 @@ func (kt *kernelTarget) unwindLibrary() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if kt.served != nil {
+		// gdb reads libraries through the connection (sysroot target:).
+		f, _, err := rofile.Open(path)
+		if err == nil {
+			err = kt.served.Add(path, f)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
 	return fmt.Sprintf("  <library name=\"%s\">\n    <section address=\"0x%x\"/>\n  </library>\n", gdbstub.EscapeXML(path), text), nil
+}
+
+// OpenFile serves gdb's vFile:open: only the exact names of the files the
+// server opened for gdb. A module file joins them when the library list
+// is made, so a name not yet known waits for that list once.
+func (kt *kernelTarget) OpenFile(name string) (gdbstub.File, error) {
+	if kt.served == nil {
+		return nil, gdbfiles.ErrNotServed
+	}
+	if !kt.served.Has(name) {
+		kt.LibrariesXML()
+	}
+	h, err := kt.served.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
