@@ -210,6 +210,14 @@ func (f *ModuleFiles) decompress(path string) (string, error) {
 	sum := hex.EncodeToString(h.Sum(nil))
 	key := sum + "/" + base
 
+	return f.makeOnce(key, func(dir string) (string, error) {
+		return f.unpack(in, n, path, filepath.Join(dir, sum[:32]), outName)
+	})
+}
+
+// makeOnce makes the file for key in the private directory the first time it
+// is asked for; later and concurrent callers get that result.
+func (f *ModuleFiles) makeOnce(key string, create func(dir string) (string, error)) (string, error) {
 	f.mu.Lock()
 	if j, ok := f.decomps[key]; ok {
 		f.mu.Unlock()
@@ -228,7 +236,7 @@ func (f *ModuleFiles) decompress(path string) (string, error) {
 	f.decomps[key] = j
 	f.mu.Unlock()
 
-	j.path, j.err = f.unpack(in, n, path, filepath.Join(dir, sum[:32]), outName)
+	j.path, j.err = create(dir)
 	if j.err != nil {
 		j.path = ""
 	}
@@ -248,27 +256,9 @@ func (f *ModuleFiles) WriteFile(name string, data []byte) (string, error) {
 	h := sha256.Sum256(data)
 	sum := hex.EncodeToString(h[:])
 	key := sum + "/" + name
-	f.mu.Lock()
-	if j, ok := f.decomps[key]; ok {
-		f.mu.Unlock()
-		<-j.done
-		return j.path, j.err
-	}
-	dir, err := f.outDir()
-	if err != nil {
-		f.mu.Unlock()
-		return "", err
-	}
-	if f.decomps == nil {
-		f.decomps = map[string]*decompJob{}
-	}
-	j := &decompJob{done: make(chan struct{})}
-	f.decomps[key] = j
-	f.mu.Unlock()
-
-	j.path, j.err = writeNew(filepath.Join(dir, sum[:32]), name, data)
-	close(j.done)
-	return j.path, j.err
+	return f.makeOnce(key, func(dir string) (string, error) {
+		return writeNew(filepath.Join(dir, sum[:32]), name, data)
+	})
 }
 
 // writeNew writes data to subdir/name through an O_EXCL temporary file
