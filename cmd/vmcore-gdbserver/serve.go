@@ -189,11 +189,17 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		// few hundred ms to generate) is built now, not when gdb asks:
 		// a reply slower than gdb's remotetimeout makes it resend and
 		// lose step with the replies.
-		go kt.LibrariesXML()
+		// The dump is unmapped only after that build has stopped reading
+		// it (a server that fails early closes at once).
+		built := make(chan struct{})
+		go func() {
+			defer close(built)
+			kt.LibrariesXML()
+		}()
 		for _, w := range k.Warnings() {
 			logger.Printf("warning: %s", w)
 		}
-		return kt, closeAll, nil
+		return kt, func() { <-built; closeAll() }, nil
 	}
 	// SIGTERM (gdb sends it to a pipe server it is done with), SIGINT and
 	// SIGHUP stop the server cleanly: the listener closes, which removes
@@ -225,7 +231,31 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 			lt.set(kt)
 		}()
 		target = lt
-	} else {
+	}
+	var l net.Listener
+	var where, remote string
+	if !o.stdio {
+		// A port in use is reported at once, not after a long load.
+		switch {
+		case o.unixPath != "":
+			var err error
+			if l, err = listenUnix(o.unixPath); err != nil {
+				return err
+			}
+			where, remote = o.unixPath, o.unixPath
+		default:
+			var err error
+			l, err = net.Listen("tcp", o.listen)
+			if err != nil {
+				return fmt.Errorf("%w (another server on that port? choose one with --listen HOST:PORT)", err)
+			}
+			where = l.Addr().String()
+			remote = where
+			if host, _, _ := net.SplitHostPort(where); !net.ParseIP(host).IsLoopback() {
+				logger.Printf("warning: listening on %s: whoever reaches this port reads all of the dumped kernel's memory", where)
+			}
+		}
+		defer l.Close()
 		var closeAll func()
 		var err error
 		kt, closeAll, err = load()
@@ -258,28 +288,6 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		srv.ServeConn(gdbstub.StdioConn{Reader: os.Stdin, Writer: os.Stdout}, "stdio")
 		return nil
 	}
-	var l net.Listener
-	var where, remote string
-	switch {
-	case o.unixPath != "":
-		var err error
-		if l, err = listenUnix(o.unixPath); err != nil {
-			return err
-		}
-		where, remote = o.unixPath, o.unixPath
-	default:
-		var err error
-		l, err = net.Listen("tcp", o.listen)
-		if err != nil {
-			return fmt.Errorf("%w (another server on that port? choose one with --listen HOST:PORT)", err)
-		}
-		where = l.Addr().String()
-		remote = where
-		if host, _, _ := net.SplitHostPort(where); !net.ParseIP(host).IsLoopback() {
-			logger.Printf("warning: listening on %s: whoever reaches this port reads all of the dumped kernel's memory", where)
-		}
-	}
-	defer l.Close()
 	go func() {
 		sig := <-sigs
 		logger.Printf("%v: stopping", sig)
