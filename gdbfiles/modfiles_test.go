@@ -18,16 +18,7 @@ import (
 // Module files are found by module name however they are stored: plain,
 // .ko.zst, .ko.xz, with '-' or '_' in the file name.
 func TestModuleFiles(t *testing.T) {
-	var orig string
-	filepath.WalkDir(fixtures.Path(t, "kernel", "modules"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Name() == "qemu_fw_cfg.ko" {
-			orig = p
-		}
-		return nil
-	})
-	if orig == "" {
-		t.Fatal("no qemu_fw_cfg.ko in the fixture modules")
-	}
+	orig := fixtureModule(t)
 	data, err := os.ReadFile(orig)
 	if err != nil {
 		t.Fatal(err)
@@ -69,16 +60,7 @@ func TestModuleFiles(t *testing.T) {
 // at the kernel's addresses (the rest at distinct non-canonical ones), its
 // file name escaped; a module with no file is a note, not an entry.
 func TestLibrariesXML(t *testing.T) {
-	var orig string
-	filepath.WalkDir(fixtures.Path(t, "kernel", "modules"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Name() == "qemu_fw_cfg.ko" {
-			orig = p
-		}
-		return nil
-	})
-	if orig == "" {
-		t.Fatal("no qemu_fw_cfg.ko in the fixture modules")
-	}
+	orig := fixtureModule(t)
 	secs, err := AllocSections(orig)
 	if err != nil || len(secs) < 3 {
 		t.Fatalf("sections %v %v", secs, err)
@@ -110,4 +92,20 @@ func TestLibrariesXML(t *testing.T) {
 	if len(notes) != 1 || !strings.HasPrefix(notes[0], "module absent: no absent.ko in ") {
 		t.Errorf("notes %q", notes)
 	}
+}
+
+// fixtureModule is the path of qemu_fw_cfg.ko among the fixture's modules.
+func fixtureModule(t *testing.T) string {
+	t.Helper()
+	var orig string
+	filepath.WalkDir(fixtures.Path(t, "kernel", "modules"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "qemu_fw_cfg.ko" {
+			orig = p
+		}
+		return nil
+	})
+	if orig == "" {
+		t.Fatal("no qemu_fw_cfg.ko in the fixture modules")
+	}
+	return orig
 }
