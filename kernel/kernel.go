@@ -391,7 +391,9 @@ func (k *Kernel) loadOffsets() error {
 	}
 	// The frame __switch_to_asm leaves at thread.sp (v4.9+); its members
 	// changed over time, so each is looked up by name.
-	if size, err := b.Sizeof("inactive_task_frame"); err == nil {
+	// It holds a few saved registers: a size over a page is not that
+	// struct, and would size every sleeping task's read.
+	if size, err := b.Sizeof("inactive_task_frame"); err == nil && size > 0 && size <= 4096 {
 		o.frame = amd64.Layout{Name: "inactive_task_frame", Size: size}
 		for _, m := range frameMembers {
 			if n, err := b.Offset("inactive_task_frame", m.member); err == nil {
