@@ -1,7 +1,13 @@
 package kernel
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -243,5 +249,64 @@ func TestWrongVmlinuxRefused(t *testing.T) {
 	defer v.Close()
 	if _, err := Load(d, v); err == nil || !strings.Contains(err.Error(), "is not the kernel of this dump: it is "+vi.OSRelease) {
 		t.Fatalf("a vmlinux with another build id was accepted: %v", err)
+	}
+}
+
+// Every module's build id read from memory is the one in its .ko file (the
+// modules of the fixture guests come from the kernel package, and
+// vmcore_crash.ko is built by the fixture recipe).
+func TestModuleBuildIDs(t *testing.T) {
+	for _, set := range fixtures.SetsWith418(t) {
+		t.Run(set.Name, func(t *testing.T) {
+			k := loadIn(t, set, "modcrash/vmcore.elf")
+			mods, err := k.Modules()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := map[string]string{}
+			filepath.WalkDir(set.Path(t, "kernel", "modules"), func(p string, d fs.DirEntry, err error) error {
+				for _, ext := range []string{".ko", ".ko.xz"} {
+					if err == nil && strings.HasSuffix(p, ext) {
+						files[strings.ReplaceAll(strings.TrimSuffix(d.Name(), ext), "-", "_")] = p
+					}
+				}
+				return nil
+			})
+			files["vmcore_crash"] = set.Path(t, "modcrash", "vmcore_crash.ko")
+			checked := 0
+			for _, m := range mods {
+				p, ok := files[m.Name]
+				if !ok {
+					continue
+				}
+				var r io.ReaderAt
+				if strings.HasSuffix(p, ".xz") {
+					out, err := exec.Command("xz", "-dc", p).Output()
+					if err != nil {
+						t.Fatalf("xz -dc %s: %v", p, err)
+					}
+					r = bytes.NewReader(out)
+				} else {
+					f, err := os.Open(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					r = f
+				}
+				want, err := symbols.ELFBuildID(r)
+				if err != nil {
+					t.Fatalf("%s: %v", p, err)
+				}
+				if m.BuildID != want {
+					t.Errorf("module %s: build id from memory %q, %s has %s", m.Name, m.BuildID, p, want)
+				}
+				checked++
+			}
+			if checked < 2 {
+				t.Fatalf("only %d modules had a .ko to compare with (of %d loaded)", checked, len(mods))
+			}
+			t.Logf("%d modules' build ids match their files", checked)
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 )
 
@@ -22,7 +23,10 @@ type Module struct {
 	// separately allocated text, data, rodata, ... since.
 	Regions  []Region
 	Sections []ModuleSection // from sect_attrs, in the kernel's order
-	symbols  []moduleSym     // from the module's own kallsyms, sorted
+	// BuildID is the module's GNU build id (hex), read from its loaded
+	// .note.gnu.build-id section; empty when the dump does not hold it.
+	BuildID string
+	symbols []moduleSym // from the module's own kallsyms, sorted
 }
 
 // Region is an address range [Start, Start+Size).
@@ -174,6 +178,7 @@ func (k *Kernel) loadModules() ([]*Module, error) {
 		if err := k.moduleKallsyms(m); err != nil {
 			k.warn("module %s symbols: %v", m.Name, err)
 		}
+		m.BuildID = k.moduleBuildID(m)
 		mods = append(mods, m)
 	}
 	sort.SliceStable(mods, func(i, j int) bool { return mods[i].Base < mods[j].Base })
@@ -261,6 +266,33 @@ func (k *Kernel) moduleSections(m *Module) error {
 		m.Sections = append(m.Sections, ModuleSection{name, addr})
 	}
 	return nil
+}
+
+// moduleBuildID reads the build id note the module loaded with (its
+// .note.gnu.build-id section is allocated, so the kernel keeps it).
+func (k *Kernel) moduleBuildID(m *Module) string {
+	for _, s := range m.Sections {
+		if s.Name != ".note.gnu.build-id" {
+			continue
+		}
+		var hdr [12]byte
+		if err := k.Read(hdr[:], s.Addr); err != nil {
+			return ""
+		}
+		namesz := binary.LittleEndian.Uint32(hdr[0:])
+		descsz := binary.LittleEndian.Uint32(hdr[4:])
+		// A build id is 16 or 20 bytes; bound what is read.
+		if namesz != 4 || descsz == 0 || descsz > 128 {
+			return ""
+		}
+		note := make([]byte, 12+4+(descsz+3)&^3)
+		if err := k.Read(note, s.Addr); err != nil {
+			return ""
+		}
+		id, _ := symbols.GNUBuildID(note)
+		return id
+	}
+	return ""
 }
 
 // moduleKallsyms reads the module's own symbol table (mod->kallsyms), so

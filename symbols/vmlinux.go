@@ -2,8 +2,6 @@ package symbols
 
 import (
 	"debug/elf"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -192,19 +190,8 @@ func (v *Vmlinux) BuildID() string {
 		if err != nil {
 			continue
 		}
-		for len(data) >= 12 {
-			namesz := binary.LittleEndian.Uint32(data[0:])
-			descsz := binary.LittleEndian.Uint32(data[4:])
-			typ := binary.LittleEndian.Uint32(data[8:])
-			nameEnd := 12 + (uint64(namesz)+3)&^3
-			descEnd := nameEnd + (uint64(descsz)+3)&^3
-			if descEnd > uint64(len(data)) {
-				break
-			}
-			if typ == 3 && namesz == 4 && string(data[12:15]) == "GNU" {
-				return hex.EncodeToString(data[nameEnd : nameEnd+uint64(descsz)])
-			}
-			data = data[descEnd:]
+		if id, ok := GNUBuildID(data); ok {
+			return id
 		}
 	}
 	return ""
