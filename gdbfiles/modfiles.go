@@ -36,6 +36,9 @@ type ModuleFiles struct {
 	// NoDecompress makes Find return a compressed file as it is found,
 	// for listings that outlive the process (the `mod` command).
 	NoDecompress bool
+	// ByBuildID, if set, finds a module's file by the build id the dump
+	// holds, when none of Dirs has a file of that build id.
+	ByBuildID func(name, buildID string) (string, error)
 
 	once  sync.Once
 	index map[string]string // normalized module name -> path

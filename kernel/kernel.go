@@ -811,3 +811,31 @@ func (k *Kernel) walkThreads(leader *Task, add func(*Task)) {
 
 // TaskByAddr returns the task at a task_struct address.
 func (k *Kernel) TaskByAddr(addr uint64) *Task { return k.byAddr[addr] }
+
+// SameBanner says whether v's linux_banner is the one in the dump's memory
+// at the same place (linux_banner + KERNELOFFSET): how a vmlinux is told to
+// be the dump's kernel when the dump publishes no build id (kernels
+// before 5.9 and the enterprise kernels based on them).
+func SameBanner(d *vmcore.Dump, v *symbols.Vmlinux) (bool, error) {
+	info, err := d.VMCOREINFO()
+	if err != nil {
+		return false, err
+	}
+	want, err := v.Banner()
+	if err != nil {
+		return false, err
+	}
+	addr, err := v.Address("linux_banner", info.KernelOffset)
+	if err != nil {
+		return false, err
+	}
+	vm, err := d.Kernel()
+	if err != nil {
+		return false, err
+	}
+	got := make([]byte, len(want))
+	if _, err := vm.Read(got, addr); err != nil {
+		return false, fmt.Errorf("linux_banner at %#x: %w", addr, err)
+	}
+	return string(got) == want, nil
+}

@@ -14,12 +14,19 @@ type lazyTarget struct {
 	ready    chan struct{}
 	kt       *kernelTarget
 	execFile string
+	// findExec: the vmlinux is not named yet (it is looked for by build
+	// id during the load), so the exec file is the loaded target's.
+	findExec bool
 }
 
 func newLazyTarget(vmlinux string, offerExec bool) *lazyTarget {
 	l := &lazyTarget{ready: make(chan struct{})}
 	if offerExec {
-		l.execFile, _ = filepath.Abs(vmlinux)
+		if vmlinux == "" {
+			l.findExec = true
+		} else {
+			l.execFile, _ = filepath.Abs(vmlinux)
+		}
 	}
 	return l
 }
@@ -45,7 +52,12 @@ func (l *lazyTarget) ReadMemory(t gdbstub.ThreadID, addr uint64, p []byte) (int,
 func (l *lazyTarget) SectionOffsets() (string, bool)      { return l.get().SectionOffsets() }
 func (l *lazyTarget) LibrariesXML() []byte                { return l.get().LibrariesXML() }
 func (l *lazyTarget) Monitor(c string, w io.Writer) error { return l.get().Monitor(c, w) }
-func (l *lazyTarget) ExecFile() (string, bool)            { return l.execFile, l.execFile != "" }
+func (l *lazyTarget) ExecFile() (string, bool) {
+	if l.findExec {
+		return l.get().ExecFile()
+	}
+	return l.execFile, l.execFile != ""
+}
 func (l *lazyTarget) OpenFile(name string) (gdbstub.File, error) {
 	return l.get().OpenFile(name)
 }

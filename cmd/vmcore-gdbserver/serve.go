@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
 	"net"
@@ -53,44 +54,65 @@ func (o *serveOptions) flags(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&o.modDirs, "modules-dir", nil, "where to find module .ko files (repeatable; default /usr/lib/debug/lib/modules/RELEASE and /lib/modules/RELEASE)")
 }
 
-// openKernel opens the dump and builds the kernel model; without a
-// vmlinux, from the dump's own kallsyms and BTF.
-func openKernel(vmlinux string, dumps []string) (*kernel.Kernel, func(), error) {
+// openKernel opens the dump and builds the kernel model. Without a
+// vmlinux it looks for the dump's own (by build id, where debug packages
+// install it, then through DEBUGINFOD_URLS), and failing that builds the
+// model from the dump's kallsyms and BTF; notes and download progress go
+// to diag. It returns the vmlinux used ("" for none).
+func openKernel(vmlinux string, dumps []string, diag io.Writer) (*kernel.Kernel, string, func(), error) {
 	d, err := vmcore.Open(dumps...)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	if vmlinux == "" {
-		k, err := kernel.LoadFromDump(d)
+		info, err := d.VMCOREINFO()
 		if err != nil {
 			d.Close()
-			return nil, nil, withFiles(err, dumps...)
+			return nil, "", nil, withFiles(err, dumps...)
 		}
-		return k, func() { d.Close() }, nil
+		path, from, lerr := newLocator(diag).vmlinux(d, info)
+		if lerr == nil {
+			fmt.Fprintf(diag, "vmcore-gdbserver: note: vmlinux %s (%s)\n", path, from)
+			vmlinux = path
+		} else {
+			k, err := kernel.LoadFromDump(d)
+			if err != nil {
+				d.Close()
+				return nil, "", nil, fmt.Errorf("%v; %w", lerr, withFiles(err, dumps...))
+			}
+			fmt.Fprintf(diag, "vmcore-gdbserver: note: %v; using the dump's own kallsyms and BTF\n", lerr)
+			return k, "", func() { d.Close() }, nil
+		}
 	}
 	v, err := symbols.Open(vmlinux)
 	if err != nil {
 		d.Close()
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	k, err := kernel.Load(d, v)
 	if err != nil {
 		d.Close()
 		v.Close()
-		return nil, nil, withFiles(err, append([]string{vmlinux}, dumps...)...)
+		return nil, "", nil, withFiles(err, append([]string{vmlinux}, dumps...)...)
 	}
-	return k, func() { d.Close(); v.Close() }, nil
+	return k, vmlinux, func() { d.Close(); v.Close() }, nil
 }
 
 func newServeCmd() *cobra.Command {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
-		Use:   "serve [flags] VMLINUX VMCORE...",
+		Use:   "serve [flags] [VMLINUX] VMCORE...",
 		Short: "Serve the dump to gdb as a halted target, every kernel task a thread",
 		Long: `serve presents the crashed kernel to any GDB Remote Serial Protocol client:
 every task is a thread (named by its comm), the panicking task is selected,
 and memory reads go through the dump's page tables. The dump is read-only:
 writes, breakpoints and resuming are refused.
+
+Without VMLINUX, the dump's own is looked for by its build id: where debug
+packages install it (/usr/lib/debug), then on the debuginfod servers named
+in DEBUGINFOD_URLS (cached under the user's cache directory); failing
+that, the dump's own kallsyms and BTF stand in (kernels 6.0+). Modules
+missing from --modules-dir are looked for by their build ids the same way.
 
 Listens on 127.0.0.1:1234 by default. Whoever reaches the port reads all of
 the dumped kernel's memory, so prefer loopback, --unix or --stdio.`,
@@ -98,10 +120,12 @@ the dumped kernel's memory, so prefer loopback, --unix or --stdio.`,
   gdb vmlinux -ex 'target remote :1234'
 
   gdb vmlinux -ex 'target remote | vmcore-gdbserver serve --stdio vmlinux vmcore'
-  vmcore-gdbserver serve --unix /tmp/vmcore.sock vmlinux vmcore.1 vmcore.2`,
-		Args: cobra.MinimumNArgs(2),
+  vmcore-gdbserver serve --unix /tmp/vmcore.sock vmlinux vmcore.1 vmcore.2
+  DEBUGINFOD_URLS=https://debuginfod.example.org vmcore-gdbserver serve vmcore`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return serve(o, args[0], args[1:])
+			vmlinux, dumps := splitVmlinux(args)
+			return serve(o, vmlinux, dumps)
 		},
 	}
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:1234", "TCP address to listen on")
@@ -154,7 +178,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		}
 	}
 	load := func() (*kernelTarget, func(), error) {
-		k, closeAll, err := openKernel(vmlinux, dumps)
+		k, vmlinux, closeAll, err := openKernel(vmlinux, dumps, os.Stderr)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -169,7 +193,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		}
 		kt.vmlinux, kt.dumps = vmlinux, dumps
 		// The vmlinux is served under the name qXfer:exec-file gives.
-		if abs, err := filepath.Abs(vmlinux); err == nil {
+		if abs, err := filepath.Abs(vmlinux); err == nil && vmlinux != "" {
 			f, _, err := rofile.Open(vmlinux)
 			if err == nil {
 				err = served.Add(abs, f)
@@ -183,6 +207,7 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		if len(modFiles.Dirs) == 0 {
 			modFiles.Dirs = gdbfiles.DefaultModuleDirs(k.Info.OSRelease)
 		}
+		modFiles.ByBuildID = newLocator(os.Stderr).module
 		kt.modFiles = modFiles
 		kt.libLog = func(s string) { logger.Printf("note: %s", s) }
 		// The library list (modules, and the unwind object that takes a
@@ -294,8 +319,18 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		l.Close()
 	}()
 	fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s, %d threads, serving on %s; connect with: gdb %s -ex %s\n",
-		kt.k.Info.OSRelease, len(kt.threads), strings.ReplaceAll(where, "\n", "\\n"), shellQuote(vmlinux), shellQuote("target remote "+remote))
+		kt.k.Info.OSRelease, len(kt.threads), strings.ReplaceAll(where, "\n", "\\n"), gdbFileArg(kt.vmlinux), shellQuote("target remote "+remote))
 	return srv.Serve(l)
+}
+
+// gdbFileArg is the file argument of the gdb command line serve
+// suggests: none when there is no vmlinux (gdb then reads it, or the
+// server's generated objects, through the connection).
+func gdbFileArg(vmlinux string) string {
+	if vmlinux == "" {
+		return "-q"
+	}
+	return shellQuote(vmlinux)
 }
 
 // listenUnix listens on a new unix socket at path, mode 0600. Whatever is

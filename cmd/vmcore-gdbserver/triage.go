@@ -40,7 +40,7 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 			Args:    cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				vmlinux, dumps := splitVmlinux(args)
-				k, closeAll, err := openKernel(vmlinux, dumps)
+				k, vmlinux, closeAll, err := openKernel(vmlinux, dumps, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
