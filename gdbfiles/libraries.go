@@ -2,15 +2,12 @@ package gdbfiles
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/gdbstub"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
 
 // LibrariesXML describes the loaded modules as gdb shared libraries
@@ -62,54 +59,23 @@ func LibrariesXML(mods []*kernel.Module, files *ModuleFiles, served *Served) ([]
 	return b.Bytes(), notes
 }
 
-// openModule opens the module's file: the one found by name, if its
-// build id is the loaded module's (a file of another build would place
-// wrong symbols), else the one ByBuildID finds.
+// openModule opens the module's file (FindModule) and reads its
+// allocated sections.
 func openModule(m *kernel.Module, files *ModuleFiles) (string, *os.File, []string, error) {
-	var errs []string
-	try := func(path string) (*os.File, []string, bool) {
-		f, _, err := rofile.Open(path)
-		if err != nil {
-			errs = append(errs, err.Error())
-			return nil, nil, false
-		}
-		if m.BuildID != "" {
-			if id, err := symbols.ELFBuildID(f); err != nil || id != m.BuildID {
-				if err != nil {
-					id = err.Error()
-				}
-				errs = append(errs, fmt.Sprintf("%s is not the loaded module (build id %s, the dump's %s)", path, id, m.BuildID))
-				f.Close()
-				return nil, nil, false
-			}
-		}
-		secs, err := allocSections(f, path)
-		if err != nil {
-			errs = append(errs, err.Error())
-			f.Close()
-			return nil, nil, false
-		}
-		return f, secs, true
+	path, err := files.FindModule(m)
+	if err != nil {
+		return "", nil, nil, err
 	}
-	path, err := files.Find(m.Name)
-	if err == nil {
-		if f, secs, ok := try(path); ok {
-			return path, f, secs, nil
-		}
-	} else {
-		errs = append(errs, err.Error())
+	f, _, err := rofile.Open(path)
+	if err != nil {
+		return "", nil, nil, err
 	}
-	if files.ByBuildID != nil && m.BuildID != "" {
-		p, err := files.ByBuildID(m.Name, m.BuildID)
-		if err == nil {
-			if f, secs, ok := try(p); ok {
-				return p, f, secs, nil
-			}
-		} else {
-			errs = append(errs, err.Error())
-		}
+	secs, err := allocSections(f, path)
+	if err != nil {
+		f.Close()
+		return "", nil, nil, err
 	}
-	return "", nil, nil, errors.New(strings.Join(errs, "; "))
+	return path, f, secs, nil
 }
 
 // discardedSectionBase is non-canonical under 4- and 5-level paging.

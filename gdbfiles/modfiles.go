@@ -19,6 +19,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
 
 // ModuleFiles finds the .ko of loaded modules in directories (searched
@@ -116,6 +118,56 @@ func (f *ModuleFiles) Find(module string) (string, error) {
 		return f.decompress(path)
 	}
 	return path, nil
+}
+
+// FindModule returns a file for the loaded module m: the one Find names,
+// if its build id is m's (a file of another build would place wrong
+// symbols), else the one ByBuildID finds. In NoDecompress mode a
+// compressed file is returned unchecked.
+func (f *ModuleFiles) FindModule(m *kernel.Module) (string, error) {
+	var errs []string
+	path, err := f.Find(m.Name)
+	if err == nil {
+		if m.BuildID == "" || f.NoDecompress && isCompressed(path) {
+			return path, nil
+		}
+		id, err := fileBuildID(path)
+		if err == nil && id == m.BuildID {
+			return path, nil
+		}
+		if err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			errs = append(errs, fmt.Sprintf("%s is not the loaded module (build id %s, the dump's %s)", path, id, m.BuildID))
+		}
+	} else {
+		errs = append(errs, err.Error())
+	}
+	if f.ByBuildID != nil && m.BuildID != "" {
+		p, err := f.ByBuildID(m.Name, m.BuildID)
+		if err == nil {
+			return p, nil
+		}
+		errs = append(errs, err.Error())
+	}
+	return "", errors.New(strings.Join(errs, "; "))
+}
+
+func isCompressed(path string) bool {
+	return strings.HasSuffix(path, ".ko.zst") || strings.HasSuffix(path, ".ko.xz")
+}
+
+func fileBuildID(path string) (string, error) {
+	r, _, err := rofile.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	id, err := symbols.ELFBuildID(r)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return id, nil
 }
 
 // Close removes the private directory of decompressed modules, if this

@@ -32,7 +32,7 @@ type Triage struct {
 // ModuleFinder names the object file of a loaded module, or says why
 // there is none (gdbfiles.ModuleFiles is one).
 type ModuleFinder interface {
-	Find(module string) (string, error)
+	FindModule(m *kernel.Module) (string, error)
 }
 
 // Commands lists the commands with a line of help each.
@@ -613,7 +613,7 @@ func (t *Triage) Mod() (ModList, error) {
 	for _, m := range mods {
 		e := ModEntry{Module: fmt.Sprintf("%x", m.Addr), Name: m.Name, Base: fmt.Sprintf("%x", m.Base), Size: m.Size, State: m.State, Sections: len(m.Sections)}
 		if t.ModFiles != nil {
-			if p, err := t.ModFiles.Find(m.Name); err == nil {
+			if p, err := t.ModFiles.FindModule(m); err == nil {
 				e.File = p
 			} else {
 				e.Missing = err.Error()

@@ -288,6 +288,10 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 			return err
 		}
 		defer closeAll()
+		// The library list (module files, some perhaps fetched by build
+		// id) is complete before anyone is served: gdb asks for it once,
+		// early, and gives up on a reply slower than its remotetimeout.
+		kt.LibrariesXML()
 		target = kt
 	}
 	srv := &gdbstub.Server{Target: target, Warn: stderrLogger{logger}, MaxClients: o.maxClients, HandshakeTimeout: o.handshakeTimeout}

@@ -52,7 +52,7 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 					}
 					// The listing names the files found: decompressed
 					// copies would be gone when the command ends.
-					t.ModFiles = &gdbfiles.ModuleFiles{Dirs: modDirs, NoDecompress: true}
+					t.ModFiles = &gdbfiles.ModuleFiles{Dirs: modDirs, NoDecompress: true, ByBuildID: newLocator(cmd.ErrOrStderr()).module}
 				}
 				argv := []string{c.Name}
 				if all {
