@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,12 +48,26 @@ func startDebuginfod(t *testing.T, dirs ...string) string {
 		args = append(args, "-F", work)
 	}
 	cmd := exec.Command(bin, args...)
+	// Its copies of files unpacked from the archives stay in the test's
+	// directory, removed with it.
+	cmd.Env = append(os.Environ(), "TMPDIR="+work)
 	logf, _ := os.Create(filepath.Join(work, "log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	})
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	// Indexed: every archive scanned and no scan running or queued.
 	want := fmt.Sprintf(`scanned_files_total{source=".deb archive"} %d`, len(dirs))
