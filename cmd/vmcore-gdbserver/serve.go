@@ -62,6 +62,10 @@ func (o *serveOptions) flags(cmd *cobra.Command) {
 func openKernel(vmlinux string, dumps []string, diag io.Writer) (*kernel.Kernel, string, func(), error) {
 	d, err := vmcore.Open(dumps...)
 	if err != nil {
+		if vmlinux == "" && len(dumps) > 1 {
+			// Perhaps the first file was meant as the vmlinux.
+			return nil, "", nil, fmt.Errorf("%w (and %s is not a vmlinux: not an ELF executable)", err, dumps[0])
+		}
 		return nil, "", nil, err
 	}
 	if vmlinux == "" {
