@@ -50,7 +50,8 @@ dap-adapter:
 	@bash testdata/dap/adapter.sh >/dev/null
 
 # Tests where goroutines meet, again under the race detector: the
-# protocol server, the kernel model, and the server binary (built with
+# protocol server, the kernel model, the debuginfod client (shared
+# downloads) and the server binary (built with
 # -race) under several clients at once.
 RACE_CMD_TESTS := TestGDBTwoClients|TestGDBMonitor|TestGDBMI
 
@@ -62,7 +63,7 @@ test: fixtures dap-adapter
 	$(MAKE) fuzz-smoke
 
 race:
-	$(GO) test -race $(TESTFLAGS) ./gdbstub ./kernel
+	$(GO) test -race $(TESTFLAGS) ./gdbstub ./kernel ./debuginfod
 	VMCORE_TEST_RACE=1 $(GO) test -race $(TESTFLAGS) -run '^($(RACE_CMD_TESTS))$$' ./cmd/vmcore-gdbserver
 
 # The kernel model, triage and the main gdb sessions again with types from
