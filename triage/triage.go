@@ -39,7 +39,7 @@ type ModuleFinder interface {
 var Commands = []struct{ Name, Usage, Help string }{
 	{"sys", "sys", "release, CPUs, memory, uptime, crash time, panic message and task"},
 	{"ps", "ps", "every task: pid, ppid, CPU, task, state, %mem, VSZ, RSS, comm ('>' = running)"},
-	{"bt", "bt [-a | PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids"},
+	{"bt", "bt [-a] [-f | -F] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols"},
 	{"log", "log", "the kernel log from the printk ring buffer"},
 	{"kmem", "kmem [-i]", "memory summary, as crash's kmem -i"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
@@ -76,21 +76,28 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 	case "ps":
 		v, err = t.PS()
 	case "bt":
-		all := false
+		var o BTOptions
 		var pids []int
 		for _, a := range args[1:] {
 			switch {
 			case a == "-a":
-				all = true
+				o.All = true
+			case a == "-f":
+				o.Words = true
+			case a == "-F":
+				o.Words, o.Symbolic = true, true
+			case a == "-fF", a == "-Ff":
+				o.Words, o.Symbolic = true, true
 			default:
 				n, perr := strconv.Atoi(a)
 				if perr != nil {
-					return fmt.Errorf("%w: bt [-a | PID...]: %q is not a pid", ErrUsage, a)
+					return fmt.Errorf("%w: bt [-a] [-f | -F] [PID...]: %q is not a pid", ErrUsage, a)
 				}
 				pids = append(pids, n)
 			}
 		}
-		v, err = t.BT(all, pids)
+		o.PIDs = pids
+		v, err = t.BTWith(o)
 	case "log":
 		v, err = t.Log()
 	case "kmem":
@@ -365,7 +372,31 @@ type BTFrame struct {
 	Kind     string            `json:"kind"`
 	Regs     map[string]string `json:"exception_registers,omitempty"`
 	User     bool              `json:"user_mode,omitempty"`
+	// Stack holds the frame's stack words (bt -f): from its SP up to the
+	// next frame's.
+	Stack []StackWord `json:"stack,omitempty"`
 }
+
+// StackWord is one 8-byte stack slot of a frame.
+type StackWord struct {
+	Addr   string `json:"address"`
+	Value  string `json:"value"`
+	Symbol string `json:"symbol,omitempty"` // bt -F: the kernel symbol it points into
+	// Unreadable says why the slot could not be read.
+	Unreadable string `json:"unreadable,omitempty"`
+}
+
+// BTOptions selects bt's tasks and detail.
+type BTOptions struct {
+	All      bool
+	PIDs     []int
+	Words    bool // each frame's stack words (crash's bt -f)
+	Symbolic bool // words that point into kernel symbols shown as symbol+off (bt -F)
+}
+
+// maxFrameWords bounds the words shown for one frame: a kernel stack is
+// 16 KiB (2048 words); a larger gap between two frames is not one frame.
+const maxFrameWords = 2048
 
 // BTTask is one task's `bt`.
 type BTTask struct {
@@ -385,6 +416,12 @@ type BTList []BTTask
 
 // BT unwinds the panicking task (or CPU 0's), every task, or the pids.
 func (t *Triage) BT(all bool, pids []int) (BTList, error) {
+	return t.BTWith(BTOptions{All: all, PIDs: pids})
+}
+
+// BTWith is bt with all its options.
+func (t *Triage) BTWith(o BTOptions) (BTList, error) {
+	all, pids := o.All, o.PIDs
 	k := t.K
 	var tasks []*kernel.Task
 	switch {
@@ -442,9 +479,72 @@ func (t *Triage) BT(all bool, pids []int) (BTList, error) {
 			}
 			bt.Frames = append(bt.Frames, bf)
 		}
+		if o.Words {
+			for i := range bt.Frames {
+				if i+1 >= len(frames) || bt.Frames[i].User {
+					break
+				}
+				bt.Frames[i].Stack = t.stackWords(frames[i].SP, frames[i+1].SP, o.Symbolic)
+			}
+		}
 		out = append(out, bt)
 	}
 	return out, nil
+}
+
+// stackWords reads the words of [from, to), two frames' stack pointers.
+func (t *Triage) stackWords(from, to uint64, symbolic bool) []StackWord {
+	if to <= from || (to-from)/8 > maxFrameWords {
+		return nil
+	}
+	var out []StackWord
+	for a := from; a < to; a += 8 {
+		w := StackWord{Addr: fmt.Sprintf("%016x", a)}
+		v, err := t.K.ReadU64(a)
+		if err != nil {
+			w.Value, w.Unreadable = "????????????????", err.Error()
+		} else {
+			w.Value = fmt.Sprintf("%016x", v)
+			if symbolic {
+				w.Symbol = crashSymbol(t.K.SymbolName(v))
+			}
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// crashSymbol writes "name+0x1f" as crash does: "name+31", and "name"
+// for an exact match.
+func crashSymbol(s string) string {
+	name, off, ok := strings.Cut(s, "+0x")
+	if !ok {
+		return s
+	}
+	n, err := strconv.ParseUint(off, 16, 64)
+	if err != nil {
+		return s
+	}
+	if n == 0 {
+		return name
+	}
+	return fmt.Sprintf("%s+%d", name, n)
+}
+
+// printWords prints a frame's words two to a line, as crash does; with
+// symbols, one word per line with the symbol beside it.
+func printWords(w io.Writer, words []StackWord) {
+	for i := 0; i < len(words); i += 2 {
+		line := fmt.Sprintf("    %s:", strings.TrimLeft(words[i].Addr, "0"))
+		for _, x := range words[i:min(i+2, len(words))] {
+			v := x.Value
+			if x.Symbol != "" {
+				v = fmt.Sprintf("%-16s", x.Symbol)
+			}
+			line += " " + v
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
 }
 
 func (l BTList) text(w io.Writer) error {
@@ -473,6 +573,7 @@ func (l BTList) text(w io.Writer) error {
 			if f.Regs != nil {
 				printRegs(w, f.Regs)
 			}
+			printWords(w, f.Stack)
 		}
 		if bt.Stopped != "" {
 			fmt.Fprintf(w, "    (backtrace stopped: %s)\n", bt.Stopped)

@@ -24,7 +24,7 @@ func newTriageCmds() []*cobra.Command {
 			continue
 		}
 		c := c
-		var asJSON, all bool
+		var asJSON, all, words, symbolic bool
 		var pids []int
 		var modDirs []string
 		cmd := &cobra.Command{
@@ -58,6 +58,12 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				if all {
 					argv = append(argv, "-a")
 				}
+				if words {
+					argv = append(argv, "-f")
+				}
+				if symbolic {
+					argv = append(argv, "-F")
+				}
 				for _, p := range pids {
 					argv = append(argv, strconv.Itoa(p))
 				}
@@ -71,6 +77,8 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		if c.Name == "bt" {
 			cmd.Flags().BoolVarP(&all, "all", "a", false, "every task")
 			cmd.Flags().IntSliceVarP(&pids, "pid", "p", nil, "these pids (repeatable)")
+			cmd.Flags().BoolVarP(&words, "frames", "f", false, "each frame's stack words, from its stack pointer to the next frame's (crash's bt -f)")
+			cmd.Flags().BoolVarP(&symbolic, "symbols", "F", false, "as -f, with each word that points into a kernel symbol shown as symbol+offset (crash's bt -F)")
 		}
 		cmds = append(cmds, cmd)
 	}
