@@ -2,16 +2,16 @@ package main
 
 // gdb's index cache for the `gdb` subcommand. gdb 13 indexes a vmlinux's
 // DWARF when it loads it; without an index file the first command that
-// names a kernel type (`ptype struct task_struct`, `$lx_current()`) waits
-// for that work and then looks the name up the slow way (30 s on the
-// 590 MB Debian 6.1 vmlinux), with one it takes about 3 s. gdb writes the
+// looks a kernel type up by name (`ptype struct task_struct`) waits for
+// that work and then searches the slow way (38-54 s on the 590 MB Debian
+// 6.1 vmlinux), with one it takes 3-4 s (README, Speed). gdb writes the
 // index of a file it loaded with the cache enabled (`set index-cache
 // enabled on`, before the file is loaded) as <build-id>.gdb-index into the
 // cache directory, through a temporary file renamed into place, and reads
 // it in later sessions. The wrapper keeps that cache under the user's
 // cache directory and, when the vmlinux has no index there yet, has a
-// batch gdb write it before the session starts (about 7 s), so that even
-// the first session reads one.
+// batch gdb write it before the session starts (4-9 s), so that even the
+// first session reads one.
 
 import (
 	"bytes"
