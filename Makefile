@@ -92,7 +92,8 @@ fuzz:
 	$(MAKE) fuzz-smoke FUZZTIME=5m
 
 # Go benchmarks (page reads, translation, open, DWARF index, server start,
-# gdb runs), then the same jobs with gdb+server, crash and drgn side by side
+# gdb runs, gdb's index cache cold and warm in the gdb subcommand and the IDE
+# adapter: dap-adapter installs it), then the same jobs with gdb+server, crash and drgn side by side
 # (bench-tools installs Debian's crash and python3-drgn when missing), and
 # the types table: BTF against DWARF on the same vmlinux and dump.
 # BENCH_OUT is where the output is kept (tee).
@@ -101,8 +102,8 @@ BENCH_OUT ?= bench.txt
 bench-tools:
 	@bash testdata/bench/tools.sh
 
-bench: build fixtures bench-tools
-	@set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 ./vmcore ./symbols ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
+bench: build fixtures bench-tools dap-adapter
+	@set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./vmcore ./symbols ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
 	@set -o pipefail; dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a $(BENCH_OUT)
 
 clean:

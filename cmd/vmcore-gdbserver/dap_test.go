@@ -57,7 +57,7 @@ type dapMessage struct {
 // dapClient speaks DAP (Content-Length framed JSON) over the adapter's
 // stdio.
 type dapClient struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	exited chan struct{}
@@ -69,7 +69,7 @@ type dapClient struct {
 	log     bytes.Buffer // every message, for failures
 }
 
-func startDAP(t *testing.T, adapter string) *dapClient {
+func startDAP(t testing.TB, adapter string) *dapClient {
 	cmd := exec.Command("node", adapter)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
@@ -211,7 +211,7 @@ func (c *dapClient) drainEvents(seen func(dapMessage)) {
 	}
 }
 
-func decode[T any](t *testing.T, what string, b json.RawMessage) T {
+func decode[T any](t testing.TB, what string, b json.RawMessage) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(b, &v); err != nil {

@@ -1019,6 +1019,14 @@ func gdbFixtureNamed(t testing.TB, name string) gdbFixture {
 }
 
 func testKernelGDBScripts(t *testing.T, f gdbFixture) {
+	if f.series == fixtures.Series418 {
+		// With gdb's index (the wrapper's default) gdb 13 takes 4.18's
+		// linux_banner from an unsized declaration (const char []), and
+		// that tree's lx-version calls .string() on it without the
+		// (char *) cast later kernels have: it prints nothing (README,
+		// "Fast type lookups"). The scripts are tested without the index.
+		t.Setenv(gdbIndexEnv, "off")
+	}
 	vmlinux := f.vmlinux(t)
 	script := fixtures.PathIn(t, f.dir(t), "gdb-scripts", "vmlinux-gdb.py")
 	args := append([]string{"gdb", vmlinux}, f.paths(t)...)

@@ -520,6 +520,16 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	if err := os.WriteFile(filter, kernelFramesPy, 0o600); err != nil {
 		return fmt.Errorf("%s: %w", filter, err)
 	}
+	// Ctrl-C at the terminal reaches gdb and this process alike; it is
+	// gdb's to handle (while a batch gdb writes the index first, it skips
+	// that). A SIGTERM or SIGHUP is passed on to gdb.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	index, err := gdbIndexSetup(gdbPath, absVmlinux, sigs)
+	if err != nil {
+		return err
+	}
 	args := []string{"-q",
 		"-iex", "set confirm off",
 		// The server's first replies build the kernel model (about a
@@ -529,22 +539,21 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 		// The server runs here: gdb reads the module files itself rather
 		// than through the pipe (sysroot target:, its default).
 		"-iex", "set sysroot",
+	}
+	// gdb's index cache, on before add-symbol-file loads the vmlinux.
+	args = append(args, index...)
+	args = append(args,
 		// -x takes the file name as it is, without parsing it.
 		"-x", filter,
 		"-ex", "set architecture i386:x86-64",
 		"-ex", fmt.Sprintf("add-symbol-file %s -o 0x%x -s .data..percpu 0", gdbArgQuote(absVmlinux), info.KernelOffset),
-		"-ex", "target remote | " + strings.Join(words, " "),
+		"-ex", "target remote | "+strings.Join(words, " "),
 		"-ex", "set confirm on",
-	}
+	)
 	args = append(args, extra...)
 	c := exec.Command(gdbPath, args...)
 	c.Env = env
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// Ctrl-C at the terminal reaches gdb and this process alike; it is
-	// gdb's to handle. A SIGTERM or SIGHUP is passed on to gdb.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	if err := c.Start(); err != nil {
 		return fmt.Errorf("running %s: %w", gdbPath, err)
 	}

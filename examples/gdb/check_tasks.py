@@ -5,7 +5,7 @@
 # thread list the server presents: every task must be a thread whose id
 # is its pid and whose name is its comm. Prints a small ps table.
 #
-#   gdb vmlinux -ex 'target remote :1234' -x examples/gdb/check_tasks.py
+#   gdb -iex 'set index-cache enabled on' vmlinux -ex 'target remote :1234' -x examples/gdb/check_tasks.py
 import gdb
 
 
