@@ -164,6 +164,13 @@ func TestDebuginfod(t *testing.T) {
 				t.Fatalf("bt -a from the cache (exit %d) differs:\n%s", code, stderr)
 			}
 
+			// The gdb wrapper takes the dump alone too (the vmlinux from
+			// the cache, given to gdb with add-symbol-file).
+			gdbEnv := append(dead, "VMCORE_GDBSERVER_GDB_INDEX=off")
+			if out, stderr, code := runCLIEnv(t, gdbEnv, "gdb", dump, "--", "-batch", "-iex", "set remotetimeout 60", "-ex", "info threads", "-ex", "p jiffies_64"); code != 0 || len(parseThreads(out)) < 10 || printValue.FindString(out) == "" {
+				t.Errorf("vmcore-gdbserver gdb DUMP (exit %d):\n%s%s", code, tail(out, 10), stderr)
+			}
+
 			// A server without the file: one line naming the build id and
 			// the server's answer, then the dump's own kallsyms and BTF.
 			noenv := []string{"DEBUGINFOD_URLS=" + empty, "XDG_CACHE_HOME=" + filepath.Join(home, "cache2"), "HOME=" + home}

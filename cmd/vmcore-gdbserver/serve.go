@@ -442,7 +442,7 @@ func newGdbCmd() *cobra.Command {
 	o := &serveOptions{}
 	var gdbPath string
 	cmd := &cobra.Command{
-		Use:   "gdb [flags] VMLINUX VMCORE... [-- GDB-ARGS...]",
+		Use:   "gdb [flags] [VMLINUX] VMCORE... [-- GDB-ARGS...]",
 		Short: "Start gdb on the dump with every symbol placed right, per-CPU ones included",
 		Long: `gdb starts gdb connected to this server over a pipe, with the vmlinux symbols
 loaded at the dump's KASLR offset except the per-CPU section, which stays at
@@ -450,19 +450,23 @@ its link address so that &var + __per_cpu_offset[cpu] is right:
 
   add-symbol-file VMLINUX -o KERNELOFFSET -s .data..percpu 0
 
+Without VMLINUX, the dump's own is looked for by build id as serve does
+(/usr/lib/debug, then DEBUGINFOD_URLS), and fetched before gdb starts.
+
 Arguments after -- go to gdb (for example -batch -ex 'bt').`,
 		Example: `  vmcore-gdbserver gdb vmlinux vmcore
   vmcore-gdbserver gdb vmlinux vmcore -- -batch -ex 'info threads'`,
-		Args: cobra.MinimumNArgs(2),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pos, extra := args, []string(nil)
 			if n := cmd.ArgsLenAtDash(); n >= 0 {
 				pos, extra = args[:n], args[n:]
 			}
-			if len(pos) < 2 {
-				return fmt.Errorf("want VMLINUX and at least one VMCORE")
+			if len(pos) < 1 {
+				return fmt.Errorf("want at least one VMCORE (and the VMLINUX before it)")
 			}
-			return runGdb(o, gdbPath, pos[0], pos[1:], extra)
+			vmlinux, dumps := splitVmlinux(pos)
+			return runGdb(o, gdbPath, vmlinux, dumps, extra)
 		},
 	}
 	cmd.Flags().StringVar(&gdbPath, "gdb", "gdb", "the gdb to run")
@@ -482,6 +486,14 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 		return err
 	}
 	info, err := d.VMCOREINFO()
+	if err == nil && vmlinux == "" {
+		// gdb places the vmlinux's symbols itself: it needs the file.
+		var lerr error
+		if vmlinux, _, lerr = newLocator(os.Stderr).vmlinux(d, info); lerr != nil {
+			d.Close()
+			return fmt.Errorf("gdb needs the dump's vmlinux: %w", lerr)
+		}
+	}
 	d.Close()
 	if err != nil {
 		return withFiles(err, dumps...)
