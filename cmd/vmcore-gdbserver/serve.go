@@ -326,7 +326,9 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		logger.Printf("%v: stopping", sig)
 		l.Close()
 	}()
-	fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s, %d threads, serving on %s; connect with: gdb %s -ex %s\n",
+	// The suggested line turns on gdb's index cache (before the file is
+	// read): every session after the first looks types up in seconds.
+	fmt.Fprintf(os.Stderr, "vmcore-gdbserver: %s, %d threads, serving on %s; connect with: gdb -iex 'set index-cache enabled on' %s -ex %s\n",
 		kt.k.Info.OSRelease, len(kt.threads), strings.ReplaceAll(where, "\n", "\\n"), gdbFileArg(kt.vmlinux), shellQuote("target remote "+remote))
 	return srv.Serve(l)
 }
