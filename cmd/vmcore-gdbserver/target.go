@@ -36,6 +36,9 @@ type kernelTarget struct {
 	// vmlinux, then the module files once the library list is made.
 	served *gdbfiles.Served
 
+	viewOnce sync.Once
+	view     []gdbfiles.Patch
+
 	libOnce sync.Once
 	libXML  []byte
 	libLog  func(string)
@@ -305,7 +308,26 @@ func (kt *kernelTarget) OpenFile(name string) (gdbstub.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	if abs, err := filepath.Abs(kt.vmlinux); err == nil && kt.vmlinux != "" && name == abs {
+		return gdbfiles.Patched(h, kt.vmlinuxView(h)), nil
+	}
 	return h, nil
+}
+
+// vmlinuxView is how the served vmlinux differs from the file
+// (gdbfiles.PerCPUView): gdb that loads it through the connection, as the
+// executable qXfer:exec-file names, keeps the per-CPU section at its link
+// address when qOffsets moves the rest by the KASLR offset. Worked out
+// once, from the served file itself.
+func (kt *kernelTarget) vmlinuxView(h gdbstub.File) []gdbfiles.Patch {
+	kt.viewOnce.Do(func() {
+		p, err := gdbfiles.PerCPUView(h)
+		if err != nil && kt.libLog != nil {
+			kt.libLog(fmt.Sprintf("%s is served as it is: %v", kt.vmlinux, err))
+		}
+		kt.view = p
+	})
+	return kt.view
 }
 
 func (kt *kernelTarget) TargetXML(annex string) ([]byte, bool) {
