@@ -43,6 +43,8 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"log", "log", "the kernel log from the printk ring buffer"},
 	{"kmem", "kmem [-i]", "memory summary, as crash's kmem -i"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
+	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
+	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
 	{"help", "help", "this list"},
 }
 
@@ -107,6 +109,47 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		v, err = t.Kmem()
 	case "mod":
 		v, err = t.Mod()
+	case "rd":
+		var o RdOptions
+		rest := args[1:]
+		for len(rest) > 0 && strings.HasPrefix(rest[0], "-") {
+			switch rest[0] {
+			case "-s":
+				o.Symbolic = true
+			case "-p":
+				o.Physical = true
+			case "-u":
+				if len(rest) < 2 {
+					return fmt.Errorf("%w: rd -u PID ADDR", ErrUsage)
+				}
+				n, perr := strconv.Atoi(rest[1])
+				if perr != nil || n <= 0 {
+					return fmt.Errorf("%w: rd -u: %q is not a pid", ErrUsage, rest[1])
+				}
+				o.PID = n
+				rest = rest[1:]
+			default:
+				return fmt.Errorf("%w: rd: unknown option %s", ErrUsage, rest[0])
+			}
+			rest = rest[1:]
+		}
+		if len(rest) < 1 || len(rest) > 2 || o.Physical && o.PID != 0 {
+			return fmt.Errorf("%w: rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", ErrUsage)
+		}
+		o.Addr = rest[0]
+		if len(rest) == 2 {
+			n, perr := strconv.Atoi(rest[1])
+			if perr != nil || n <= 0 {
+				return fmt.Errorf("%w: rd: count %q is not a positive number", ErrUsage, rest[1])
+			}
+			o.Count = n
+		}
+		v, err = t.Rd(o)
+	case "sym":
+		if len(args) != 2 {
+			return fmt.Errorf("%w: sym ADDR|SYMBOL", ErrUsage)
+		}
+		v, err = t.Sym(args[1])
 	case "help":
 		v = helpText{}
 	default:

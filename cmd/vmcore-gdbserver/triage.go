@@ -24,7 +24,9 @@ func newTriageCmds() []*cobra.Command {
 			continue
 		}
 		c := c
-		var asJSON, all, words, symbolic bool
+		var asJSON, all, words, symbolic, physical bool
+		var userPID int
+		operands := c.Name == "rd" || c.Name == "sym"
 		var pids []int
 		var modDirs []string
 		cmd := &cobra.Command{
@@ -39,6 +41,14 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 			Example: fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore\n  vmcore-gdbserver %s vmcore           # no vmlinux: kallsyms and BTF from the dump\n  vmcore-gdbserver %s --json vmlinux vmcore.1 vmcore.2", c.Name, c.Name, c.Name),
 			Args:    cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				var ops []string
+				if operands {
+					n := cmd.ArgsLenAtDash()
+					if n < 1 || n == len(args) {
+						return fmt.Errorf("usage: %s [flags] [VMLINUX] VMCORE... -- %s", c.Name, strings.TrimSpace(strings.TrimPrefix(c.Usage, c.Name+" [-s] [-p | -u PID]")))
+					}
+					args, ops = args[:n], args[n:]
+				}
 				vmlinux, dumps := splitVmlinux(args)
 				k, vmlinux, closeAll, err := openKernel(vmlinux, dumps, cmd.ErrOrStderr())
 				if err != nil {
@@ -64,6 +74,19 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				if symbolic {
 					argv = append(argv, "-F")
 				}
+				if c.Name == "rd" {
+					argv = argv[:1]
+					if symbolic {
+						argv = append(argv, "-s")
+					}
+					if physical {
+						argv = append(argv, "-p")
+					}
+					if userPID != 0 {
+						argv = append(argv, "-u", strconv.Itoa(userPID))
+					}
+				}
+				argv = append(argv, ops...)
 				for _, p := range pids {
 					argv = append(argv, strconv.Itoa(p))
 				}
@@ -73,6 +96,15 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		if c.Name == "mod" {
 			cmd.Flags().StringArrayVar(&modDirs, "modules-dir", nil, "where to look for each module's .ko (repeatable)")
+		}
+		if c.Name == "rd" {
+			cmd.Flags().BoolVarP(&symbolic, "symbols", "s", false, "words that point into kernel symbols as symbol+offset")
+			cmd.Flags().BoolVarP(&physical, "physical", "p", false, "ADDR is a physical address")
+			cmd.Flags().IntVarP(&userPID, "user", "u", 0, "ADDR is a user address of the task with this pid")
+		}
+		if operands {
+			cmd.Use = c.Name + " [flags] [VMLINUX] VMCORE... -- " + strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(c.Usage, c.Name), " [-s] [-p | -u PID]"))
+			cmd.Example = fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore -- %s", c.Name, map[string]string{"rd": "linux_banner 8", "sym": "panic"}[c.Name])
 		}
 		if c.Name == "bt" {
 			cmd.Flags().BoolVarP(&all, "all", "a", false, "every task")

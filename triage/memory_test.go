@@ -1,0 +1,132 @@
+package triage
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+)
+
+func runText(t *testing.T, tr *Triage, args ...string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := tr.Run(args, &b, false); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return b.String()
+}
+
+var rdLine = regexp.MustCompile(`(?m)^ *([0-9a-f]+):  (.*)$`)
+
+// rd and sym give what crash 8.0.2 gives on the 4.18 dump: the same lines
+// of rd (hex and ASCII), the same symbol for an address and address for
+// a symbol.
+func TestRdSymMatchCrash(t *testing.T) {
+	set := fixtures.SetsWith418(t)[2]
+	dump := "oom/vmcore.elf"
+	tr := openWith(t, set, true, dump)
+	panicAddr, err := tr.K.Symbol("panic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ret := fmt.Sprintf("%x", panicAddr+0x42)
+	cmds := []string{"rd linux_banner 5", "rd init_uts_ns 9", "sym panic", "sym " + ret, "sym jiffies_64"}
+	out := crashBT(t, set, dump, cmds...)
+	// crash's rd lines, in order.
+	var want []string
+	for _, m := range rdLine.FindAllStringSubmatch(out, -1) {
+		want = append(want, m[1]+": "+strings.TrimRight(m[2], " "))
+	}
+	var got []string
+	for _, c := range cmds[:2] {
+		for _, m := range rdLine.FindAllStringSubmatch(runText(t, tr, strings.Fields(c)...), -1) {
+			got = append(got, m[1]+": "+strings.TrimRight(m[2], " "))
+		}
+	}
+	if len(want) != 8 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rd:\n ours:\n%s\n crash:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, c := range cmds[2:] {
+		f := strings.Fields(runText(t, tr, strings.Fields(c)...))
+		if len(f) != 2 {
+			t.Fatalf("%s: %v", c, f)
+		}
+		// crash: "ADDR (T) NAME[+OFF] [FILE: LINE]"
+		re := regexp.MustCompile(`(?m)^` + f[0] + ` \([A-Za-z]\) ` + regexp.QuoteMeta(f[1]) + `( |$)`)
+		if !re.MatchString(out) {
+			t.Errorf("%s: ours %v, crash:\n%s", c, f, grepLinesT(out, f[0][len(f[0])-6:]))
+		}
+	}
+}
+
+// rd -p reads the same bytes as rd of the direct map; rd -u reads a
+// task's user memory (its stack holds its environment strings).
+func TestRdPhysicalAndUser(t *testing.T) {
+	for _, set := range fixtures.Sets(t) {
+		t.Run(set.Name, func(t *testing.T) {
+			tr := openWith(t, set, true, "oom/vmcore.elf")
+			pob, err := tr.K.Symbol("page_offset_base")
+			if err != nil {
+				t.Fatal(err)
+			}
+			base, err := tr.K.ReadU64(pob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The physical address of linux_banner, through the page tables.
+			banner, _ := tr.K.Symbol("linux_banner")
+			tl, err := tr.K.VM.Translate(banner)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pa := tl.Phys
+			phys := runText(t, tr, "rd", "-p", fmt.Sprintf("%x", pa), "4")
+			virt := runText(t, tr, "rd", fmt.Sprintf("%x", base+pa), "4")
+			strip := func(s string) string { return regexp.MustCompile(`(?m)^ *[0-9a-f]+:`).ReplaceAllString(s, "") }
+			if !strings.Contains(phys, "Linux version") || strip(phys) != strip(virt) {
+				t.Errorf("rd -p:\n%s\nrd of the direct map:\n%s", phys, virt)
+			}
+			var pid int
+			for _, task := range tr.K.Tasks {
+				if task.Comm == "stress" && task.MM != 0 {
+					pid = int(task.PID)
+				}
+			}
+			if pid == 0 {
+				t.Fatal("no stress task")
+			}
+			// The user stack pointer saved on kernel entry.
+			bt, err := tr.BT(false, []int{pid})
+			if err != nil || len(bt) != 1 {
+				t.Fatal(err)
+			}
+			var rsp string
+			for _, f := range bt[0].Frames {
+				if f.User {
+					rsp = f.Regs["rsp"]
+				}
+			}
+			if rsp == "" {
+				// The OOM kill always happens in stress's page fault.
+				t.Fatalf("the stress task's bt has no user-space frame: %+v", bt[0].Frames)
+			}
+			out := runText(t, tr, "rd", "-u", fmt.Sprint(pid), rsp, "64")
+			if n := len(rdLine.FindAllString(out, -1)); n != 32 || strings.Contains(out, "????") {
+				t.Errorf("rd -u %d %s: %d lines:\n%s", pid, rsp, n, out)
+			}
+		})
+	}
+}
+
+func grepLinesT(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
