@@ -68,6 +68,10 @@ func TestGDBRemoteFiles(t *testing.T) {
 		args = append(args, "-ex", "remote get "+r+" refused"+strconv.Itoa(i))
 	}
 	args = append(args, "-ex", "p jiffies_64")
+	// Per-CPU symbols at their link addresses (the served view of the
+	// vmlinux; TestGDBPerCPUNoFile does 6.12 and 4.18).
+	sym, link, comm := perCPUCurrent(t, vmlinux)
+	args = append(args, "-ex", "echo ==PERCPU==\\n", "-ex", "info threads 1-2", "-ex", "p/x (unsigned long)&"+sym, "-ex", comm(0), "-ex", comm(1))
 	cmd := exec.Command(gdb, args...)
 	cmd.Dir = work
 	outb, err := cmd.CombinedOutput()
@@ -75,6 +79,11 @@ func TestGDBRemoteFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gdb: %v\n%s", err, tail(out, 40))
 	}
+	out, percpu, ok := strings.Cut(out, "==PERCPU==")
+	if !ok {
+		t.Fatalf("no per-CPU part:\n%s", tail(out, 20))
+	}
+	checkPerCPU(t, percpu, sym, link)
 	if !strings.Contains(out, "Reading symbols from target:"+vmlinux) {
 		t.Errorf("the vmlinux was not read through the connection:\n%s", grepLines(out, "symbols"))
 	}
