@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/unwind"
 )
 
@@ -236,4 +237,20 @@ func (k *Kernel) UnwindObject() ([]byte, error) {
 		// gdb drops an FDE at address 0 as a linker leftover: start at 1.
 		UserStart: 1, UserEnd: k.userLimit(),
 	})
+}
+
+// ErrLinesNeedVmlinux says source lines were asked of a kernel read
+// without its vmlinux: kallsyms and BTF carry no line tables.
+var ErrLinesNeedVmlinux = errors.New("source lines need the vmlinux's DWARF (no vmlinux given)")
+
+// SourceLines returns the source positions of a run-time address in the
+// vmlinux's code, innermost (inlined) first.
+func (k *Kernel) SourceLines(addr uint64) ([]symbols.SourceLine, error) {
+	if k.Vmlinux == nil {
+		return nil, ErrLinesNeedVmlinux
+	}
+	if k.inModules(addr) {
+		return nil, fmt.Errorf("%#x is module code: lines for modules are not read yet", addr)
+	}
+	return k.Vmlinux.SourceLines(addr - k.KASLR)
 }

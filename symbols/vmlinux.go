@@ -27,6 +27,8 @@ type Vmlinux struct {
 	btfErr  error
 	btfOnce sync.Once
 
+	lines lineData
+
 	dwarf     *DWARFTypes
 	dwarfErr  error
 	dwarfOnce sync.Once

@@ -39,7 +39,7 @@ type ModuleFinder interface {
 var Commands = []struct{ Name, Usage, Help string }{
 	{"sys", "sys", "release, CPUs, memory, uptime, crash time, panic message and task"},
 	{"ps", "ps", "every task: pid, ppid, CPU, task, state, %mem, VSZ, RSS, comm ('>' = running)"},
-	{"bt", "bt [-a] [-f | -F] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols"},
+	{"bt", "bt [-a] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
 	{"log", "log", "the kernel log from the printk ring buffer"},
 	{"kmem", "kmem [-i]", "memory summary, as crash's kmem -i"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
@@ -88,12 +88,24 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 				o.Words = true
 			case a == "-F":
 				o.Words, o.Symbolic = true, true
-			case a == "-fF", a == "-Ff":
-				o.Words, o.Symbolic = true, true
+			case a == "-l":
+				o.Lines = true
+			case strings.HasPrefix(a, "-") && len(a) > 2 && strings.Trim(a[1:], "fFl") == "":
+				// Combined flags: -fl, -Fl, -lf ...
+				for _, c := range a[1:] {
+					switch c {
+					case 'f':
+						o.Words = true
+					case 'F':
+						o.Words, o.Symbolic = true, true
+					case 'l':
+						o.Lines = true
+					}
+				}
 			default:
 				n, perr := strconv.Atoi(a)
 				if perr != nil {
-					return fmt.Errorf("%w: bt [-a] [-f | -F] [PID...]: %q is not a pid", ErrUsage, a)
+					return fmt.Errorf("%w: bt [-a] [-f | -F] [-l] [PID...]: %q is not a pid", ErrUsage, a)
 				}
 				pids = append(pids, n)
 			}
@@ -418,6 +430,10 @@ type BTFrame struct {
 	// Stack holds the frame's stack words (bt -f): from its SP up to the
 	// next frame's.
 	Stack []StackWord `json:"stack,omitempty"`
+	// Source is the frame's source position (bt -l), innermost first:
+	// code inlined into the frame's function comes before its call site.
+	Source   []symbols.SourceLine `json:"source,omitempty"`
+	NoSource string               `json:"no_source,omitempty"` // why there is none
 }
 
 // StackWord is one 8-byte stack slot of a frame.
@@ -434,6 +450,7 @@ type BTOptions struct {
 	All      bool
 	PIDs     []int
 	Words    bool // each frame's stack words (crash's bt -f)
+	Lines    bool // each frame's source file and line, inlined calls too (bt -l)
 	Symbolic bool // words that point into kernel symbols shown as symbol+off (bt -F)
 }
 
@@ -520,6 +537,20 @@ func (t *Triage) BTWith(o BTOptions) (BTList, error) {
 					}
 				}
 			}
+			if o.Lines && !f.UserMode {
+				// A return address is past the call: its line is the
+				// call's, one byte back (as gdb does; crash looks up the
+				// return address itself, which can name the next line).
+				pc := f.PC
+				if i > 0 && f.Kind == unwind.KindCall {
+					pc--
+				}
+				if src, err := k.SourceLines(pc); err != nil {
+					bf.NoSource = err.Error()
+				} else {
+					bf.Source = src
+				}
+			}
 			bt.Frames = append(bt.Frames, bf)
 		}
 		if o.Words {
@@ -555,6 +586,21 @@ func (t *Triage) stackWords(from, to uint64, symbolic bool) []StackWord {
 		out = append(out, w)
 	}
 	return out
+}
+
+// printSource prints a frame's source lines as crash's bt -l does, one
+// per level of inlining, innermost first.
+func printSource(w io.Writer, f BTFrame) {
+	if f.NoSource != "" {
+		fmt.Fprintf(w, "    (no source line: %s)\n", f.NoSource)
+	}
+	for _, s := range f.Source {
+		if s.Inlined {
+			fmt.Fprintf(w, "    %s: %d (%s, inlined)\n", s.File, s.Line, s.Function)
+		} else {
+			fmt.Fprintf(w, "    %s: %d\n", s.File, s.Line)
+		}
+	}
 }
 
 // crashSymbol writes "name+0x1f" as crash does: "name+31", and "name"
@@ -616,6 +662,7 @@ func (l BTList) text(w io.Writer) error {
 			if f.Regs != nil {
 				printRegs(w, f.Regs)
 			}
+			printSource(w, f)
 			printWords(w, f.Stack)
 		}
 		if bt.Stopped != "" {

@@ -24,7 +24,7 @@ func newTriageCmds() []*cobra.Command {
 			continue
 		}
 		c := c
-		var asJSON, all, words, symbolic, physical bool
+		var asJSON, all, words, symbolic, physical, lines bool
 		var userPID int
 		operands := c.Name == "rd" || c.Name == "sym"
 		var pids []int
@@ -74,6 +74,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				if symbolic {
 					argv = append(argv, "-F")
 				}
+				if lines {
+					argv = append(argv, "-l")
+				}
 				if c.Name == "rd" {
 					argv = argv[:1]
 					if symbolic {
@@ -110,6 +113,7 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 			cmd.Flags().BoolVarP(&all, "all", "a", false, "every task")
 			cmd.Flags().IntSliceVarP(&pids, "pid", "p", nil, "these pids (repeatable)")
 			cmd.Flags().BoolVarP(&words, "frames", "f", false, "each frame's stack words, from its stack pointer to the next frame's (crash's bt -f)")
+			cmd.Flags().BoolVarP(&lines, "lines", "l", false, "each frame's source file and line from the vmlinux's DWARF, inlined calls included (crash's bt -l)")
 			cmd.Flags().BoolVarP(&symbolic, "symbols", "F", false, "as -f, with each word that points into a kernel symbol shown as symbol+offset (crash's bt -F)")
 		}
 		cmds = append(cmds, cmd)
