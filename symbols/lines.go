@@ -271,4 +271,3 @@ func entryName(d *dwarf.Data, e *dwarf.Entry, depth int) string {
 	}
 	return ""
 }
-
