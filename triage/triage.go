@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,7 +39,8 @@ type ModuleFinder interface {
 // Commands lists the commands with a line of help each.
 var Commands = []struct{ Name, Usage, Help string }{
 	{"sys", "sys", "release, CPUs, memory, uptime, crash time, panic message and task"},
-	{"ps", "ps", "every task: pid, ppid, CPU, task, state, %mem, VSZ, RSS, comm ('>' = running)"},
+	{"ps", "ps [-u | -k] [-G] [COMM...]", "every task: pid, ppid, CPU, task, state, %mem, VSZ, RSS, comm ('>' = running); -u user tasks, -k kernel threads, -G thread-group leaders, COMM: only tasks of these names"},
+	{"foreach", "foreach bt [-f | -F] [-l]", "every task's backtrace (as bt -a)"},
 	{"bt", "bt [-a] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
 	{"log", "log", "the kernel log from the printk ring buffer"},
 	{"kmem", "kmem [-i]", "memory summary, as crash's kmem -i"},
@@ -76,7 +78,33 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 	case "sys":
 		v, err = t.Sys()
 	case "ps":
-		v, err = t.PS()
+		var f psFilter
+		for _, a := range args[1:] {
+			switch {
+			case a == "-u":
+				f.user = true
+			case a == "-k":
+				f.kernel = true
+			case a == "-G":
+				f.leaders = true
+			case strings.HasPrefix(a, "-"):
+				return fmt.Errorf("%w: ps [-u | -k] [-G] [COMM...]: unknown option %s", ErrUsage, a)
+			default:
+				f.comms = append(f.comms, a)
+			}
+		}
+		if f.user && f.kernel {
+			return fmt.Errorf("%w: ps: -u and -k exclude each other", ErrUsage)
+		}
+		var l PSList
+		l, err = t.PS()
+		v = f.apply(l, t.K)
+	case "foreach":
+		// crash's foreach bt: every task's backtrace.
+		if len(args) < 2 || args[1] != "bt" {
+			return fmt.Errorf("%w: foreach bt [-f | -F] [-l]", ErrUsage)
+		}
+		return t.Run(append([]string{"bt", "-a"}, args[2:]...), w, asJSON)
 	case "bt":
 		var o BTOptions
 		var pids []int
@@ -346,6 +374,35 @@ type PSEntry struct {
 
 // PSList is `ps`.
 type PSList []PSEntry
+
+// psFilter is ps's selection, as crash's ps -u, -k, -G and command names.
+type psFilter struct {
+	user, kernel, leaders bool
+	comms                 []string
+}
+
+func (f psFilter) apply(l PSList, k *kernel.Kernel) PSList {
+	leader := map[int32]bool{}
+	for _, task := range k.Tasks {
+		if task.PID == task.TGID {
+			leader[task.PID] = true
+		}
+	}
+	out := PSList{}
+	for _, e := range l {
+		switch {
+		case f.user && (e.Kthread || e.Unreadable != ""),
+			f.kernel && !e.Kthread,
+			f.leaders && !leader[e.PID] && e.PID != 0:
+			continue
+		}
+		if len(f.comms) > 0 && !slices.Contains(f.comms, e.Comm) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
 
 // crash's two-letter states by ps letter.
 var stateNames = map[byte]string{'R': "RU", 'S': "IN", 'D': "UN", 'T': "ST", 't': "TR", 'X': "DE", 'Z': "ZO", 'P': "PA", 'I': "ID"}

@@ -20,12 +20,13 @@ import (
 func newTriageCmds() []*cobra.Command {
 	var cmds []*cobra.Command
 	for _, c := range triage.Commands {
-		if c.Name == "help" {
+		if c.Name == "help" || c.Name == "foreach" { // foreach bt is bt -a here
 			continue
 		}
 		c := c
 		var asJSON, all, words, symbolic, physical, lines bool
 		var userPID int
+		var psUser, psKernel, psLeaders bool
 		operands := c.Name == "rd" || c.Name == "sym"
 		var pids []int
 		var modDirs []string
@@ -42,10 +43,10 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 			Args:    cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				var ops []string
-				if operands {
-					n := cmd.ArgsLenAtDash()
-					if n < 1 || n == len(args) {
-						return fmt.Errorf("usage: %s [flags] [VMLINUX] VMCORE... -- %s", c.Name, strings.TrimSpace(strings.TrimPrefix(c.Usage, c.Name+" [-s] [-p | -u PID]")))
+				if n := cmd.ArgsLenAtDash(); operands || c.Name == "ps" && n >= 0 {
+					// Operands (ps: command names) come after --.
+					if n < 1 || operands && n == len(args) {
+						return fmt.Errorf("usage: %s", cmd.Use)
 					}
 					args, ops = args[:n], args[n:]
 				}
@@ -77,6 +78,17 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				if lines {
 					argv = append(argv, "-l")
 				}
+				if c.Name == "ps" {
+					if psUser {
+						argv = append(argv, "-u")
+					}
+					if psKernel {
+						argv = append(argv, "-k")
+					}
+					if psLeaders {
+						argv = append(argv, "-G")
+					}
+				}
 				if c.Name == "rd" {
 					argv = argv[:1]
 					if symbolic {
@@ -99,6 +111,12 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		if c.Name == "mod" {
 			cmd.Flags().StringArrayVar(&modDirs, "modules-dir", nil, "where to look for each module's .ko (repeatable)")
+		}
+		if c.Name == "ps" {
+			cmd.Flags().BoolVarP(&psUser, "user", "u", false, "user tasks only")
+			cmd.Flags().BoolVarP(&psKernel, "kernel", "k", false, "kernel threads only")
+			cmd.Flags().BoolVarP(&psLeaders, "group-leaders", "G", false, "thread-group leaders only (one line per process)")
+			cmd.Use = "ps [flags] [VMLINUX] VMCORE... [-- COMM...]"
 		}
 		if c.Name == "rd" {
 			cmd.Flags().BoolVarP(&symbolic, "symbols", "s", false, "words that point into kernel symbols as symbol+offset")

@@ -1,0 +1,70 @@
+package triage
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+)
+
+// ps -u, -k, -G and command names select what crash's do: the user tasks
+// and the kernel threads split the readable tasks between them, -G keeps
+// one line per thread group, names keep only those tasks.
+func TestPSFilters(t *testing.T) {
+	forEachSet418(t, func(t *testing.T, set fixtures.Set) {
+		tr := openWith(t, set, true, "oom/vmcore.elf")
+		get := func(args ...string) PSList {
+			var b bytes.Buffer
+			if err := tr.Run(append([]string{"ps"}, args...), &b, true); err != nil {
+				t.Fatal(err)
+			}
+			var l PSList
+			if err := json.Unmarshal(b.Bytes(), &l); err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}
+		all, user, kern, leaders, stress := get(), get("-u"), get("-k"), get("-G"), get("stress")
+		readable := 0
+		for _, e := range all {
+			if e.Unreadable == "" {
+				readable++
+			}
+		}
+		if len(user) == 0 || len(kern) == 0 || len(user)+len(kern) != readable {
+			t.Errorf("%d user + %d kernel tasks, %d readable", len(user), len(kern), readable)
+		}
+		for _, e := range user {
+			if e.Kthread {
+				t.Errorf("ps -u lists kernel thread %d %s", e.PID, e.Comm)
+			}
+		}
+		for _, e := range kern {
+			if !e.Kthread {
+				t.Errorf("ps -k lists user task %d %s", e.PID, e.Comm)
+			}
+		}
+		tgid := map[int32]int32{}
+		for _, task := range tr.K.Tasks {
+			tgid[task.PID] = task.TGID
+		}
+		for _, e := range leaders {
+			if e.PID != 0 && tgid[e.PID] != e.PID {
+				t.Errorf("ps -G lists %d, a thread of %d", e.PID, tgid[e.PID])
+			}
+		}
+		want := 0
+		for _, e := range all {
+			if e.Comm == "stress" {
+				want++
+			}
+		}
+		if want == 0 || len(stress) != want {
+			t.Errorf("ps stress: %d lines, %d stress tasks", len(stress), want)
+		}
+		if err := tr.Run([]string{"ps", "-u", "-k"}, &bytes.Buffer{}, false); err == nil {
+			t.Error("ps -u -k accepted")
+		}
+	})
+}
