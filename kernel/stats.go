@@ -53,6 +53,9 @@ type MemInfo struct {
 	Cached      uint64 // file pages minus swap cache and buffers
 	Slab        uint64 // reclaimable + unreclaimable slab
 	SwapTotal   uint64
+	SwapFree    uint64 // nr_swap_pages
+	HugeTotal   uint64 // every hstate's nr_huge_pages, in base pages
+	HugeFree    uint64 // every hstate's free_huge_pages, in base pages
 	CommitLimit uint64
 	Committed   uint64
 	Missing     []string // what could not be read
@@ -136,13 +139,20 @@ func (k *Kernel) MemInfo() MemInfo {
 	}
 	note("slab", slabErr)
 	m.SwapTotal, _ = k.atomicLong("total_swap_pages")
+	if m.SwapTotal > 0 {
+		m.SwapFree, err = k.atomicLong("nr_swap_pages")
+		note("swap free", err)
+		m.SwapFree = min(m.SwapFree, m.SwapTotal)
+	}
+	m.HugeTotal, m.HugeFree, err = k.hugetlbPages()
+	note("huge pages", err)
 	// CommitLimit as mm/util.c vm_commit_limit(): a fixed number of kbytes
 	// if sysctl_overcommit_kbytes is set, else a ratio of RAM, plus swap.
 	ratioAddr, err := k.Symbol("sysctl_overcommit_ratio")
 	if err == nil {
 		ratio, _ := k.readU32(ratioAddr)
 		kbytes, _ := k.atomicLong("sysctl_overcommit_kbytes")
-		huge, _ := k.hugetlbPages()
+		huge := m.HugeTotal
 		if kbytes != 0 {
 			m.CommitLimit = kbytes * 1024 / m.PageSize
 		} else {
@@ -179,25 +189,28 @@ func (k *Kernel) TotalRAM() (uint64, error) {
 	return k.atomicLong("totalram_pages")
 }
 
-func (k *Kernel) hugetlbPages() (uint64, error) {
-	// hstates[i].nr_huge_pages << order; most dumps have none configured.
+// hugetlbPages returns the huge pages of every hstate, all and free, in
+// base pages (hstates[i].nr_huge_pages and free_huge_pages << order);
+// most dumps have none configured.
+func (k *Kernel) hugetlbPages() (total, free uint64, err error) {
 	a, err := k.Symbol("hugetlb_max_hstate")
 	if err != nil {
-		return 0, nil
+		return 0, 0, nil // built without hugetlbfs
 	}
 	n, err := k.readU32(a)
 	if err != nil || n == 0 {
-		return 0, err
+		return 0, 0, err
 	}
 	hs, err := k.Symbol("hstates")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	size, err1 := k.Types.Sizeof("hstate")
 	nrOff, err2 := k.Types.Offset("hstate", "nr_huge_pages")
-	orderOff, err3 := k.Types.Offset("hstate", "order")
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return 0, err
+	freeOff, err3 := k.Types.Offset("hstate", "free_huge_pages")
+	orderOff, err4 := k.Types.Offset("hstate", "order")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return 0, 0, err
 	}
 	// hstates is HUGE_MAX_HSTATE long: the symbol's size says how long
 	// when the vmlinux is there; without it the count must at least fit
@@ -209,15 +222,23 @@ func (k *Kernel) hugetlbPages() (uint64, error) {
 		}
 	}
 	if uint64(n) > limit {
-		return 0, fmt.Errorf("hugetlb_max_hstate %d exceeds hstates[%d]", n, limit)
+		return 0, 0, fmt.Errorf("hugetlb_max_hstate %d exceeds hstates[%d]", n, limit)
 	}
-	var total uint64
 	for i := uint64(0); i < uint64(n); i++ {
-		nr, _ := k.ReadU64(hs + i*size + nrOff)
-		order, _ := k.readU32(hs + i*size + orderOff)
+		base := hs + i*size
+		nr, err1 := k.ReadU64(base + nrOff)
+		fr, err2 := k.ReadU64(base + freeOff)
+		order, err3 := k.readU32(base + orderOff)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return 0, 0, fmt.Errorf("hstates[%d]: %w", i, err)
+		}
+		if order >= 64 {
+			return 0, 0, fmt.Errorf("hstates[%d]: order %d", i, order)
+		}
 		total += nr << order
+		free += fr << order
 	}
-	return total, nil
+	return total, free, nil
 }
 
 // blockdevPages sums the page cache of every block device inode (the

@@ -789,6 +789,8 @@ type KmemRow struct {
 	Pages   uint64  `json:"pages"`
 	Bytes   uint64  `json:"bytes"`
 	Percent float64 `json:"percent_of_total,omitempty"`
+	// Of names what Percent is of, when not TOTAL MEM.
+	Of string `json:"percent_of,omitempty"`
 }
 
 // Kmem gathers the memory summary.
@@ -812,12 +814,20 @@ func (t *Triage) Kmem() (*KmemInfo, error) {
 	add("BUFFERS", m.Buffers, true)
 	add("CACHED", m.Cached, true)
 	add("SLAB", m.Slab, true)
-	add("TOTAL SWAP", m.SwapTotal, false)
-	add("COMMIT LIMIT", m.CommitLimit, false)
-	add("COMMITTED", m.Committed, false)
-	if m.CommitLimit > 0 {
-		k.Rows[len(k.Rows)-1].Percent = float64(m.Committed) * 100 / float64(m.CommitLimit)
+	pctOf := func(name string, pages, of uint64, ofName string) {
+		r := KmemRow{Name: name, Pages: pages, Bytes: pages * m.PageSize, Of: ofName}
+		if of > 0 {
+			r.Percent = float64(pages) * 100 / float64(of)
+		}
+		k.Rows = append(k.Rows, r)
 	}
+	add("TOTAL HUGE", m.HugeTotal, false)
+	pctOf("HUGE FREE", m.HugeFree, m.HugeTotal, "TOTAL HUGE")
+	add("TOTAL SWAP", m.SwapTotal, false)
+	pctOf("SWAP USED", m.SwapTotal-m.SwapFree, m.SwapTotal, "TOTAL SWAP")
+	pctOf("SWAP FREE", m.SwapFree, m.SwapTotal, "TOTAL SWAP")
+	add("COMMIT LIMIT", m.CommitLimit, false)
+	pctOf("COMMITTED", m.Committed, m.CommitLimit, "TOTAL LIMIT")
 	return k, nil
 }
 
@@ -825,8 +835,18 @@ func (k *KmemInfo) text(w io.Writer) error {
 	fmt.Fprintf(w, "%15s  %10s  %11s  %s\n", "", "PAGES", "TOTAL", "PERCENTAGE")
 	for _, r := range k.Rows {
 		pct := "----"
-		if r.Percent != 0 || r.Name != "TOTAL MEM" && r.Name != "TOTAL SWAP" && r.Name != "COMMIT LIMIT" {
-			pct = fmt.Sprintf("%3.0f%% of %s", r.Percent, map[bool]string{true: "TOTAL LIMIT", false: "TOTAL MEM"}[r.Name == "COMMITTED"])
+		switch r.Name {
+		case "TOTAL MEM", "TOTAL HUGE", "TOTAL SWAP", "COMMIT LIMIT":
+		default:
+			of := r.Of
+			if of == "" {
+				of = "TOTAL MEM"
+			}
+			pct = fmt.Sprintf("%3.0f%% of %s", r.Percent, of)
+		}
+		// Blank lines between the groups, as crash prints them.
+		if r.Name == "TOTAL HUGE" || r.Name == "TOTAL SWAP" || r.Name == "COMMIT LIMIT" {
+			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "%15s  %10d  %11s  %s\n", r.Name, r.Pages, humanBytes(r.Bytes), pct)
 	}

@@ -131,6 +131,25 @@ func testKmemMatchesShowMem(t *testing.T, set fixtures.Set) {
 			t.Errorf("%s: %d pages, the kernel printed %d (allowed drift %d)", tc.name, got, tc.want, tc.slack)
 		}
 	}
+	// Huge pages and swap as show_mem printed them (hugepages_* per node
+	// and size, in pages of that size; swap in kB).
+	pageKB := tr.K.Dump.PageSize() / 1024
+	var hugeTotal, hugeFree uint64
+	for _, m := range regexp.MustCompile(`hugepages_total=(\d+) hugepages_free=(\d+) hugepages_surp=\d+ hugepages_size=(\d+)kB`).FindAllStringSubmatch(c, -1) {
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		f, _ := strconv.ParseUint(m[2], 10, 64)
+		kb, _ := strconv.ParseUint(m[3], 10, 64)
+		hugeTotal += n * kb / pageKB
+		hugeFree += f * kb / pageKB
+	}
+	swapTotal := consoleNumber(t, c, `Total swap = (\d+)kB`) / pageKB
+	swapFree := consoleNumber(t, c, `Free swap  = (\d+)kB`) / pageKB
+	for name, want := range map[string]uint64{"TOTAL HUGE": hugeTotal, "HUGE FREE": hugeFree,
+		"TOTAL SWAP": swapTotal, "SWAP FREE": swapFree, "SWAP USED": swapTotal - swapFree} {
+		if got, ok := rows[name]; !ok || got != want {
+			t.Errorf("%s: %d pages (shown %v), the kernel printed %d", name, got, ok, want)
+		}
+	}
 	if rows["USED"] != rows["TOTAL MEM"]-rows["FREE"] || rows["SLAB"] == 0 || rows["COMMIT LIMIT"] == 0 || rows["COMMITTED"] == 0 {
 		t.Errorf("rows %v", rows)
 	}
