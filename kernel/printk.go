@@ -20,12 +20,21 @@ type LogRecord struct {
 // String formats the record as the console prints it, one line per line
 // of text: "[    5.159539] text".
 func (r LogRecord) String() string {
-	prefix := fmt.Sprintf("[%5d.%06d] ", r.TsNsec/1e9, r.TsNsec%1e9/1e3)
+	return r.WithPrefix(fmt.Sprintf("[%5d.%06d] ", r.TsNsec/1e9, r.TsNsec%1e9/1e3))
+}
+
+// WithPrefix formats the record with prefix in front of each of its lines.
+func (r LogRecord) WithPrefix(prefix string) string {
+	return prefix + strings.Join(r.Lines(), "\n"+prefix)
+}
+
+// Lines is the record's text, line by line.
+func (r LogRecord) Lines() []string {
 	text := r.Text
 	if !r.oldRing {
 		text = strings.TrimRight(text, "\n")
 	}
-	return prefix + strings.ReplaceAll(text, "\n", "\n"+prefix)
+	return strings.Split(text, "\n")
 }
 
 // maxLogRecords bounds the walk of the log ring.

@@ -130,3 +130,29 @@ func grepLinesT(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// log -T is crash's log -T, byte for byte, on the 4.18 dumps; a dump
+// without CRASHTIME (QEMU's) is refused in one line.
+func TestLogWallMatchesCrash(t *testing.T) {
+	set := fixtures.SetsWith418(t)[2]
+	for _, dump := range []string{"oom/vmcore.elf", "sysrq/vmcore.elf"} {
+		tr := openWith(t, set, true, dump)
+		got := runText(t, tr, "log", "-T")
+		out := crashBT(t, set, dump, "log -T")
+		// crash's output is the log and nothing else (-s: no banner).
+		want := strings.TrimRight(out, "\n") + "\n"
+		if got != want {
+			gl, wl := strings.Split(got, "\n"), strings.Split(want, "\n")
+			for i := range min(len(gl), len(wl)) {
+				if gl[i] != wl[i] {
+					t.Fatalf("%s: line %d:\n ours  %q\n crash %q", dump, i+1, gl[i], wl[i])
+				}
+			}
+			t.Fatalf("%s: %d lines, crash %d", dump, len(gl), len(wl))
+		}
+	}
+	tr := openWith(t, fixtures.Sets(t)[0], true, "qemu57/vmcore.elf")
+	if err := tr.Run([]string{"log", "-T"}, &bytes.Buffer{}, false); err == nil || !strings.Contains(err.Error(), "CRASHTIME") {
+		t.Errorf("QEMU dump: %v", err)
+	}
+}

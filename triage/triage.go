@@ -42,7 +42,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"ps", "ps [-u | -k] [-G] [COMM...]", "every task: pid, ppid, CPU, task, state, %mem, VSZ, RSS, comm ('>' = running); -u user tasks, -k kernel threads, -G thread-group leaders, COMM: only tasks of these names"},
 	{"foreach", "foreach bt [-f | -F] [-l]", "every task's backtrace (as bt -a)"},
 	{"bt", "bt [-a] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
-	{"log", "log", "the kernel log from the printk ring buffer"},
+	{"log", "log [-T]", "the kernel log from the printk ring buffer; -T: wall-clock times"},
 	{"kmem", "kmem [-i]", "memory summary, as crash's kmem -i"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
@@ -141,7 +141,14 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		o.PIDs = pids
 		v, err = t.BTWith(o)
 	case "log":
-		v, err = t.Log()
+		switch {
+		case len(args) == 1:
+			v, err = t.Log()
+		case len(args) == 2 && args[1] == "-T":
+			v, err = t.LogWall()
+		default:
+			return fmt.Errorf("%w: log [-T]", ErrUsage)
+		}
 	case "kmem":
 		if len(args) > 1 && args[1] != "-i" {
 			return fmt.Errorf("%w: kmem [-i]: only the -i summary is supported", ErrUsage)
@@ -764,6 +771,54 @@ type LogList []kernel.LogRecord
 func (t *Triage) Log() (LogList, error) {
 	recs, err := t.K.Log()
 	return LogList(recs), err
+}
+
+// WallLogRecord is a log record with its wall-clock time (log -T).
+type WallLogRecord struct {
+	kernel.LogRecord
+	Time string `json:"time"`
+}
+
+// WallLog is `log -T`.
+type WallLog []WallLogRecord
+
+// LogWall is the log with wall-clock times, as crash's log -T: the boot
+// time is the dump's CRASHTIME (whole seconds) less the uptime in whole
+// seconds, so times are as exact as those seconds: to a second or two.
+func (t *Triage) LogWall() (WallLog, error) {
+	recs, err := t.K.Log()
+	if err != nil {
+		return nil, err
+	}
+	if !t.K.Info.HasCrashTime {
+		return nil, fmt.Errorf("log -T: the dump's VMCOREINFO has no CRASHTIME to place the log's clock (QEMU dumps have none)")
+	}
+	if len(recs) == 0 {
+		return WallLog{}, nil
+	}
+	// Whole seconds of uptime, as crash counts them: boot is CRASHTIME
+	// less those, and each record that many seconds after boot.
+	uptime := recs[len(recs)-1].TsNsec / 1e9
+	boot := time.Unix(t.K.Info.CrashTime-int64(uptime), 0).UTC()
+	out := make(WallLog, 0, len(recs))
+	for _, r := range recs {
+		at := boot.Add(time.Duration(r.TsNsec))
+		out = append(out, WallLogRecord{r, at.Format("Mon Jan _2 15:04:05 UTC 2006")})
+	}
+	return out, nil
+}
+
+func (l WallLog) text(w io.Writer) error {
+	for _, r := range l {
+		// crash indents a record's further lines under its first.
+		prefix := "[" + r.Time + "] "
+		lines := r.Lines()
+		fmt.Fprintln(w, prefix+lines[0])
+		for _, line := range lines[1:] {
+			fmt.Fprintln(w, strings.Repeat(" ", len(prefix))+line)
+		}
+	}
+	return nil
 }
 
 func (l LogList) text(w io.Writer) error {

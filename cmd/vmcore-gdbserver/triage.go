@@ -26,7 +26,7 @@ func newTriageCmds() []*cobra.Command {
 		c := c
 		var asJSON, all, words, symbolic, physical, lines bool
 		var userPID int
-		var psUser, psKernel, psLeaders bool
+		var psUser, psKernel, psLeaders, logWall bool
 		operands := c.Name == "rd" || c.Name == "sym"
 		var pids []int
 		var modDirs []string
@@ -89,6 +89,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 						argv = append(argv, "-G")
 					}
 				}
+				if logWall {
+					argv = append(argv, "-T")
+				}
 				if c.Name == "rd" {
 					argv = argv[:1]
 					if symbolic {
@@ -111,6 +114,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		if c.Name == "mod" {
 			cmd.Flags().StringArrayVar(&modDirs, "modules-dir", nil, "where to look for each module's .ko (repeatable)")
+		}
+		if c.Name == "log" {
+			cmd.Flags().BoolVarP(&logWall, "wall-time", "T", false, "wall-clock times (from the dump's CRASHTIME), as crash's log -T")
 		}
 		if c.Name == "ps" {
 			cmd.Flags().BoolVarP(&psUser, "user", "u", false, "user tasks only")
