@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -155,4 +156,55 @@ func TestLogWallMatchesCrash(t *testing.T) {
 	if err := tr.Run([]string{"log", "-T"}, &bytes.Buffer{}, false); err == nil || !strings.Contains(err.Error(), "CRASHTIME") {
 		t.Errorf("QEMU dump: %v", err)
 	}
+}
+
+// kmem -z: each populated zone's watermarks, present and managed pages
+// are what the kernel's OOM report printed for it (free within the
+// per-CPU drift), on every series; on 4.18 the whole output is crash's.
+func TestKmemZones(t *testing.T) {
+	forEachSet418(t, func(t *testing.T, set fixtures.Set) {
+		tr := openWith(t, set, true, "oom/vmcore.elf")
+		zs, err := tr.KmemZones()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := console(t, set)
+		pageKB := tr.K.Dump.PageSize() / 1024
+		re := regexp.MustCompile(`Node (\d+) (\w+) free:(\d+)kB (?:boost:\d+kB )?min:(\d+)kB low:(\d+)kB high:(\d+)kB .* present:(\d+)kB managed:(\d+)kB`)
+		seen := 0
+		for _, m := range re.FindAllStringSubmatch(c, -1) {
+			var z *ZoneEntry
+			for i := range zs {
+				if fmt.Sprint(zs[i].Node) == m[1] && zs[i].Name == m[2] {
+					z = &zs[i]
+				}
+			}
+			if z == nil {
+				t.Errorf("no zone %s of node %s", m[2], m[1])
+				continue
+			}
+			seen++
+			num := func(i int) uint64 { n, _ := strconv.ParseUint(m[i], 10, 64); return n / pageKB }
+			for _, f := range []struct {
+				name      string
+				got, want uint64
+			}{{"min", z.Min, num(4)}, {"low", z.Low, num(5)}, {"high", z.High, num(6)}, {"present", z.Present, num(7)}, {"managed", z.Managed, num(8)}} {
+				if f.got != f.want {
+					t.Errorf("%s %s: %d pages, the kernel printed %d", z.Name, f.name, f.got, f.want)
+				}
+			}
+			if drift := uint64(125 * len(tr.K.CPUs)); z.Free+drift < num(3) || z.Free > num(3)+drift {
+				t.Errorf("%s free: %d pages, the kernel printed %d", z.Name, z.Free, num(3))
+			}
+		}
+		if seen < 2 {
+			t.Fatalf("%d zones in the OOM report", seen)
+		}
+		if set.Name == fixtures.Series418 {
+			got := runText(t, tr, "kmem", "-z")
+			if want := crashBT(t, set, "oom/vmcore.elf", "kmem -z"); strings.TrimRight(got, "\n") != strings.TrimRight(want, "\n") {
+				t.Errorf("kmem -z differs from crash's:\n%s\ncrash:\n%s", got, want)
+			}
+		}
+	})
 }

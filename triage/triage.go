@@ -43,7 +43,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"foreach", "foreach bt [-f | -F] [-l]", "every task's backtrace (as bt -a)"},
 	{"bt", "bt [-a] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
 	{"log", "log [-T]", "the kernel log from the printk ring buffer; -T: wall-clock times"},
-	{"kmem", "kmem [-i]", "memory summary, as crash's kmem -i"},
+	{"kmem", "kmem [-i | -z]", "memory summary, as crash's kmem -i; -z: every zone's free pages, watermarks and counters"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
@@ -150,10 +150,14 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 			return fmt.Errorf("%w: log [-T]", ErrUsage)
 		}
 	case "kmem":
-		if len(args) > 1 && args[1] != "-i" {
-			return fmt.Errorf("%w: kmem [-i]: only the -i summary is supported", ErrUsage)
+		switch {
+		case len(args) == 1 || len(args) == 2 && args[1] == "-i":
+			v, err = t.Kmem()
+		case len(args) == 2 && args[1] == "-z":
+			v, err = t.KmemZones()
+		default:
+			return fmt.Errorf("%w: kmem [-i | -z]", ErrUsage)
 		}
-		v, err = t.Kmem()
 	case "mod":
 		v, err = t.Mod()
 	case "rd":
@@ -907,6 +911,68 @@ func (k *KmemInfo) text(w io.Writer) error {
 	}
 	for _, m := range k.Missing {
 		fmt.Fprintf(w, "  (not shown: %s)\n", m)
+	}
+	return nil
+}
+
+// ZoneEntry is one zone of `kmem -z`.
+type ZoneEntry struct {
+	Node    int               `json:"node"`
+	Index   int               `json:"zone"`
+	Addr    string            `json:"address"`
+	Name    string            `json:"name"`
+	Spanned uint64            `json:"spanned_pages"`
+	Present uint64            `json:"present_pages"`
+	Managed uint64            `json:"managed_pages"`
+	Free    uint64            `json:"free_pages"`
+	Min     uint64            `json:"min_pages"`
+	Low     uint64            `json:"low_pages"`
+	High    uint64            `json:"high_pages"`
+	Stats   []kernel.ZoneStat `json:"vm_stat,omitempty"`
+}
+
+// ZoneList is `kmem -z`.
+type ZoneList []ZoneEntry
+
+// KmemZones gathers every zone.
+func (t *Triage) KmemZones() (ZoneList, error) {
+	zs, err := t.K.Zones()
+	if err != nil {
+		return nil, err
+	}
+	var out ZoneList
+	idx := map[int]int{}
+	for _, z := range zs {
+		out = append(out, ZoneEntry{Node: z.Node, Index: idx[z.Node], Addr: fmt.Sprintf("%x", z.Addr), Name: z.Name,
+			Spanned: z.Spanned, Present: z.Present, Managed: z.Managed, Free: z.Free, Min: z.Min, Low: z.Low, High: z.High, Stats: z.Stats})
+		idx[z.Node]++
+	}
+	return out, nil
+}
+
+// text prints each zone as crash's kmem -z does.
+func (l ZoneList) text(w io.Writer) error {
+	for _, z := range l {
+		fmt.Fprintf(w, "NODE: %d  ZONE: %d  ADDR: %s  NAME: %q\n", z.Node, z.Index, z.Addr, z.Name)
+		if z.Present == 0 {
+			fmt.Fprintf(w, "  [unpopulated]\n\n")
+			continue
+		}
+		present := ""
+		if z.Present != z.Spanned {
+			present = fmt.Sprintf("  PRESENT: %d", z.Present)
+		}
+		fmt.Fprintf(w, "  SIZE: %d%s  MIN/LOW/HIGH: %d/%d/%d\n", z.Spanned, present, z.Min, z.Low, z.High)
+		fmt.Fprintf(w, "  VM_STAT:\n")
+		width := 0
+		for _, s := range z.Stats {
+			width = max(width, len(s.Name))
+		}
+		for _, s := range z.Stats {
+			fmt.Fprintf(w, "%*s: %d\n", width, s.Name, s.Value)
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintln(w)
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func newTriageCmds() []*cobra.Command {
 		c := c
 		var asJSON, all, words, symbolic, physical, lines bool
 		var userPID int
-		var psUser, psKernel, psLeaders, logWall bool
+		var psUser, psKernel, psLeaders, logWall, kmemInfo, kmemZones bool
 		operands := c.Name == "rd" || c.Name == "sym"
 		var pids []int
 		var modDirs []string
@@ -92,6 +92,10 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				if logWall {
 					argv = append(argv, "-T")
 				}
+				if kmemZones {
+					argv = append(argv, "-z")
+				}
+				_ = kmemInfo // -i is the default
 				if c.Name == "rd" {
 					argv = argv[:1]
 					if symbolic {
@@ -114,6 +118,11 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		if c.Name == "mod" {
 			cmd.Flags().StringArrayVar(&modDirs, "modules-dir", nil, "where to look for each module's .ko (repeatable)")
+		}
+		if c.Name == "kmem" {
+			cmd.Flags().BoolVarP(&kmemInfo, "info", "i", false, "the memory summary (the default), as crash's kmem -i")
+			cmd.Flags().BoolVarP(&kmemZones, "zones", "z", false, "every zone: size, watermarks and vm_stat counters, as crash's kmem -z")
+			cmd.MarkFlagsMutuallyExclusive("info", "zones")
 		}
 		if c.Name == "log" {
 			cmd.Flags().BoolVarP(&logWall, "wall-time", "T", false, "wall-clock times (from the dump's CRASHTIME), as crash's log -T")
