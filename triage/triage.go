@@ -47,6 +47,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
+	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
 	{"help", "help", "this list"},
 }
 
@@ -57,12 +58,13 @@ var ErrUsage = errors.New("usage")
 // output is one JSON value.
 // needsTypes says what each command cannot do without type information.
 var needsTypes = map[string]string{
-	"sys":  "read uptime, memory and the panic task (they need struct layouts)",
-	"ps":   "walk the task list (it needs struct task_struct's layout)",
-	"bt":   "unwind (finding each task's stack and frames needs struct layouts; gdb's own bt works on the CPU threads)",
-	"log":  "read the printk ring buffer (it needs struct printk_ringbuffer's layout)",
-	"kmem": "read the memory counters (they need the kernel's enums and struct layouts)",
-	"mod":  "walk the module list (it needs struct module's layout)",
+	"sys":     "read uptime, memory and the panic task (they need struct layouts)",
+	"ps":      "walk the task list (it needs struct task_struct's layout)",
+	"bt":      "unwind (finding each task's stack and frames needs struct layouts; gdb's own bt works on the CPU threads)",
+	"log":     "read the printk ring buffer (it needs struct printk_ringbuffer's layout)",
+	"kmem":    "read the memory counters (they need the kernel's enums and struct layouts)",
+	"mod":     "walk the module list (it needs struct module's layout)",
+	"analyze": "analyze (reading the tasks, the log and the memory counters needs struct layouts)",
 }
 
 func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
@@ -201,6 +203,8 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 			return fmt.Errorf("%w: sym ADDR|SYMBOL", ErrUsage)
 		}
 		v, err = t.Sym(args[1])
+	case "analyze":
+		v, err = t.Analyze()
 	case "help":
 		v = helpText{}
 	default:
