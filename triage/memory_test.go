@@ -2,6 +2,7 @@ package triage
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -207,4 +208,48 @@ func TestKmemZones(t *testing.T) {
 			}
 		}
 	})
+}
+
+// whatis gives what crash's whatis gives on 4.18: prototypes (here with
+// the parameter names crash leaves out), variables' types and struct
+// definitions, line for line.
+func TestWhatisMatchesCrash(t *testing.T) {
+	set := fixtures.SetsWith418(t)[2]
+	tr := openWith(t, set, true, "oom/vmcore.elf")
+	names := []string{"handle_mm_fault", "__do_page_fault", "panic", "jiffies_64", "init_task", "struct list_head", "struct pt_regs", "struct page"}
+	var cmds []string
+	for _, n := range names {
+		cmds = append(cmds, "whatis "+n)
+	}
+	out := crashBT(t, set, "oom/vmcore.elf", cmds...)
+	for _, n := range names {
+		var b bytes.Buffer
+		if err := tr.Run(append([]string{"whatis"}, strings.Fields(n)...), &b, true); err != nil {
+			t.Fatalf("whatis %s: %v", n, err)
+		}
+		var d struct {
+			Kind   string `json:"kind"`
+			Text   string `json:"text"`
+			Return string `json:"return"`
+			Params []struct{ Type string } `json:"params"`
+		}
+		if err := json.Unmarshal(b.Bytes(), &d); err != nil {
+			t.Fatal(err)
+		}
+		want := d.Text
+		if d.Kind == "function" {
+			// crash: the types only.
+			var ts []string
+			for _, p := range d.Params {
+				ts = append(ts, p.Type)
+			}
+			want = fmt.Sprintf("%s %s(%s);", d.Return, n, strings.Join(ts, ", "))
+		}
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("whatis %s:\n%s\nnot in crash's output:\n%s", n, want, out)
+		}
+	}
+	if err := openWith(t, fixtures.Sets(t)[0], false, "oom/vmcore.lzo").Run([]string{"whatis", "panic"}, &bytes.Buffer{}, false); err == nil || !strings.Contains(err.Error(), "vmlinux") {
+		t.Errorf("without a vmlinux: %v", err)
+	}
 }

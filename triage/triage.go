@@ -47,6 +47,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
+	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF"},
 	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
 	{"help", "help", "this list"},
 }
@@ -205,6 +206,18 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		v, err = t.Sym(args[1])
 	case "analyze":
 		v, err = t.Analyze()
+	case "whatis":
+		if len(args) < 2 {
+			return fmt.Errorf("%w: whatis SYMBOL | struct NAME | union NAME | enum NAME", ErrUsage)
+		}
+		if t.K.Vmlinux == nil {
+			return fmt.Errorf("whatis: needs the vmlinux's DWARF (no vmlinux given; not read from BTF yet)")
+		}
+		var d *symbols.Description
+		d, err = t.K.Vmlinux.Whatis(strings.Join(args[1:], " "))
+		if err == nil {
+			v = whatisResult{d}
+		}
 	case "help":
 		v = helpText{}
 	default:
@@ -917,6 +930,14 @@ func (k *KmemInfo) text(w io.Writer) error {
 		fmt.Fprintf(w, "  (not shown: %s)\n", m)
 	}
 	return nil
+}
+
+// whatisResult is `whatis`.
+type whatisResult struct{ *symbols.Description }
+
+func (r whatisResult) text(w io.Writer) error {
+	_, err := fmt.Fprintln(w, r.Text)
+	return err
 }
 
 // ZoneEntry is one zone of `kmem -z`.
