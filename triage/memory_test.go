@@ -228,9 +228,9 @@ func TestWhatisMatchesCrash(t *testing.T) {
 			t.Fatalf("whatis %s: %v", n, err)
 		}
 		var d struct {
-			Kind   string `json:"kind"`
-			Text   string `json:"text"`
-			Return string `json:"return"`
+			Kind   string                  `json:"kind"`
+			Text   string                  `json:"text"`
+			Return string                  `json:"return"`
 			Params []struct{ Type string } `json:"params"`
 		}
 		if err := json.Unmarshal(b.Bytes(), &d); err != nil {
