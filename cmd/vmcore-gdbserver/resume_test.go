@@ -97,7 +97,7 @@ func TestGDBMonitorHelp(t *testing.T) {
 	if strings.Contains(out, "short write") {
 		t.Errorf("monitor printed a short write:\n%s", out)
 	}
-	if n := strings.Count(out, "help              this list"); n != 2 {
+	if n := len(regexp.MustCompile(`(?m)^help +this list$`).FindAllString(out, -1)); n != 2 {
 		t.Errorf("monitor help and a bare monitor printed the help list %d times, want 2:\n%s", n, out)
 	}
 }
