@@ -70,36 +70,23 @@ func (v *Vmlinux) Whatis(name string) (*Description, error) {
 		if t, ok := e.Val(dwarf.AttrType).(dwarf.Offset); ok {
 			desc.Return = f.declare(t, "", 0)
 		}
-		r := d.Reader()
-		r.Seek(e.Offset)
-		r.Next()
 		var parts []string
-		for e.Children {
-			c, err := r.Next()
-			if err != nil || c == nil || c.Tag == 0 {
-				break
-			}
+		f.children(e, func(c *dwarf.Entry) {
 			switch c.Tag {
 			case dwarf.TagFormalParameter:
 				p := Param{Type: "?"}
-				if t, ok := c.Val(dwarf.AttrType).(dwarf.Offset); ok {
-					p.Type = f.declare(t, "", 0)
-				}
 				p.Name, _ = c.Val(dwarf.AttrName).(string)
-				desc.Params = append(desc.Params, p)
+				decl := "? " + p.Name
 				if t, ok := c.Val(dwarf.AttrType).(dwarf.Offset); ok {
-					parts = append(parts, f.declare(t, p.Name, 0))
-				} else {
-					parts = append(parts, p.Type+" "+p.Name)
+					p.Type, decl = f.declare(t, "", 0), f.declare(t, p.Name, 0)
 				}
+				desc.Params = append(desc.Params, p)
+				parts = append(parts, decl)
 			case dwarf.TagUnspecifiedParameters:
 				parts = append(parts, "...")
 				desc.Params = append(desc.Params, Param{Type: "..."})
 			}
-			if c.Children {
-				r.SkipChildren()
-			}
-		}
+		})
 		if len(parts) == 0 {
 			parts = []string{"void"}
 		}
@@ -135,17 +122,7 @@ func (v *Vmlinux) Whatis(name string) (*Description, error) {
 func (f typeFormatter) body(b *strings.Builder, e *dwarf.Entry, indent, depth int) []Member {
 	var members []Member
 	pad := strings.Repeat("    ", indent)
-	r := f.d.Reader()
-	r.Seek(e.Offset)
-	r.Next()
-	for e.Children {
-		c, err := r.Next()
-		if err != nil || c == nil || c.Tag == 0 {
-			break
-		}
-		if c.Children {
-			r.SkipChildren()
-		}
+	f.children(e, func(c *dwarf.Entry) {
 		switch c.Tag {
 		case dwarf.TagMember:
 			n, _ := c.Val(dwarf.AttrName).(string)
@@ -161,7 +138,7 @@ func (f typeFormatter) body(b *strings.Builder, e *dwarf.Entry, indent, depth in
 					fmt.Fprintf(b, "%s};\n", pad)
 				}
 				members = append(members, Member{kw + " {...} " + n, uint64(off)})
-				continue
+				return
 			}
 			decl := f.declare(t, n, 0)
 			if bits, ok := c.Val(dwarf.AttrBitSize).(int64); ok {
@@ -173,7 +150,7 @@ func (f typeFormatter) body(b *strings.Builder, e *dwarf.Entry, indent, depth in
 			n, _ := c.Val(dwarf.AttrName).(string)
 			fmt.Fprintf(b, "%s%s = %v,\n", pad, n, c.Val(dwarf.AttrConstValue))
 		}
-	}
+	})
 	return members
 }
 
@@ -213,6 +190,26 @@ func findTopLevel(d *dwarf.Data, name string, tags []dwarf.Tag) *dwarf.Entry {
 
 // typeFormatter writes C declarations of DWARF types.
 type typeFormatter struct{ d *dwarf.Data }
+
+// children calls fn for each direct child of e.
+func (f typeFormatter) children(e *dwarf.Entry, fn func(c *dwarf.Entry)) {
+	if !e.Children {
+		return
+	}
+	r := f.d.Reader()
+	r.Seek(e.Offset)
+	r.Next()
+	for {
+		c, err := r.Next()
+		if err != nil || c == nil || c.Tag == 0 {
+			return
+		}
+		if c.Children {
+			r.SkipChildren()
+		}
+		fn(c)
+	}
+}
 
 func (f typeFormatter) entry(off dwarf.Offset) *dwarf.Entry {
 	r := f.d.Reader()
@@ -275,29 +272,23 @@ func (f typeFormatter) declare(off dwarf.Offset, name string, depth int) string 
 		return f.declare(inner, name, depth+1)
 	case dwarf.TagArrayType:
 		dims := ""
-		r := f.d.Reader()
-		r.Seek(e.Offset)
-		r.Next()
-		for e.Children {
-			c, err := r.Next()
-			if err != nil || c == nil || c.Tag == 0 {
-				break
+		f.children(e, func(c *dwarf.Entry) {
+			if c.Tag != dwarf.TagSubrangeType {
+				return
 			}
-			if c.Tag == dwarf.TagSubrangeType {
-				switch {
-				case c.Val(dwarf.AttrCount) != nil:
-					dims += fmt.Sprintf("[%v]", c.Val(dwarf.AttrCount))
-				case c.Val(dwarf.AttrUpperBound) != nil:
-					if ub, ok := c.Val(dwarf.AttrUpperBound).(int64); ok {
-						dims += fmt.Sprintf("[%d]", ub+1)
-					} else {
-						dims += "[]"
-					}
-				default:
+			switch {
+			case c.Val(dwarf.AttrCount) != nil:
+				dims += fmt.Sprintf("[%v]", c.Val(dwarf.AttrCount))
+			case c.Val(dwarf.AttrUpperBound) != nil:
+				if ub, ok := c.Val(dwarf.AttrUpperBound).(int64); ok {
+					dims += fmt.Sprintf("[%d]", ub+1)
+				} else {
 					dims += "[]"
 				}
+			default:
+				dims += "[]"
 			}
-		}
+		})
 		if strings.HasPrefix(name, "*") {
 			name = "(" + name + ")"
 		}
@@ -314,14 +305,7 @@ func (f typeFormatter) function(e *dwarf.Entry, name string, depth int) string {
 		ret = f.declare(t, "", depth)
 	}
 	var params []string
-	r := f.d.Reader()
-	r.Seek(e.Offset)
-	r.Next()
-	for e.Children {
-		c, err := r.Next()
-		if err != nil || c == nil || c.Tag == 0 {
-			break
-		}
+	f.children(e, func(c *dwarf.Entry) {
 		switch c.Tag {
 		case dwarf.TagFormalParameter:
 			t, _ := c.Val(dwarf.AttrType).(dwarf.Offset)
@@ -329,7 +313,7 @@ func (f typeFormatter) function(e *dwarf.Entry, name string, depth int) string {
 		case dwarf.TagUnspecifiedParameters:
 			params = append(params, "...")
 		}
-	}
+	})
 	if len(params) == 0 {
 		params = []string{"void"}
 	}
