@@ -3,6 +3,7 @@ package triage
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
@@ -65,6 +66,35 @@ func TestPSFilters(t *testing.T) {
 		}
 		if err := tr.Run([]string{"ps", "-u", "-k"}, &bytes.Buffer{}, false); err == nil {
 			t.Error("ps -u -k accepted")
+		}
+	})
+}
+
+// bt -c CPU is the backtrace of the task ps marks as running on that CPU.
+func TestBTByCPU(t *testing.T) {
+	forEachSet418(t, func(t *testing.T, set fixtures.Set) {
+		tr := openWith(t, set, true, "oom/vmcore.elf")
+		ps, err := tr.PS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for cpu := range tr.K.CPUs {
+			bt, err := tr.BTWith(BTOptions{CPUs: []int{cpu}})
+			if err != nil || len(bt) != 1 {
+				t.Fatalf("bt -c %d: %v, %d tasks", cpu, err, len(bt))
+			}
+			found := false
+			for _, e := range ps {
+				if e.Running && e.CPU == cpu && e.PID == bt[0].PID && e.Task == bt[0].Task {
+					found = true
+				}
+			}
+			if !found || bt[0].CPU != cpu {
+				t.Errorf("bt -c %d: pid %d task %s cpu %d is not ps's running task there", cpu, bt[0].PID, bt[0].Task, bt[0].CPU)
+			}
+		}
+		if err := tr.Run([]string{"bt", "-c", fmt.Sprint(len(tr.K.CPUs))}, &bytes.Buffer{}, false); err == nil {
+			t.Error("bt -c of a CPU the dump does not have was accepted")
 		}
 	})
 }

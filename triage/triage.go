@@ -41,7 +41,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"sys", "sys", "release, CPUs, memory, uptime, crash time, panic message and task"},
 	{"ps", "ps [-u | -k] [-G] [COMM...]", "every task: pid, ppid, CPU, task, state, %mem, VSZ, RSS, comm ('>' = running); -u user tasks, -k kernel threads, -G thread-group leaders, COMM: only tasks of these names"},
 	{"foreach", "foreach bt [-f | -F] [-l]", "every task's backtrace (as bt -a)"},
-	{"bt", "bt [-a] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
+	{"bt", "bt [-a | -c CPU] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
 	{"log", "log [-T]", "the kernel log from the printk ring buffer; -T: wall-clock times"},
 	{"kmem", "kmem [-i | -z]", "memory summary, as crash's kmem -i; -z: every zone's free pages, watermarks and counters"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
@@ -111,10 +111,24 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 	case "bt":
 		var o BTOptions
 		var pids []int
-		for _, a := range args[1:] {
+		for i := 1; i < len(args); i++ {
+			a := args[i]
 			switch {
 			case a == "-a":
 				o.All = true
+			case a == "-c":
+				// crash's bt -c CPU[,CPU...]: the tasks running on those CPUs.
+				if i+1 >= len(args) {
+					return fmt.Errorf("%w: bt -c CPU[,CPU...]", ErrUsage)
+				}
+				i++
+				for _, f := range strings.Split(args[i], ",") {
+					n, perr := strconv.Atoi(f)
+					if perr != nil || n < 0 || n >= len(t.K.CPUs) {
+						return fmt.Errorf("%w: bt -c: %q is not a CPU of this dump (0-%d)", ErrUsage, f, len(t.K.CPUs)-1)
+					}
+					o.CPUs = append(o.CPUs, n)
+				}
 			case a == "-f":
 				o.Words = true
 			case a == "-F":
@@ -136,7 +150,7 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 			default:
 				n, perr := strconv.Atoi(a)
 				if perr != nil {
-					return fmt.Errorf("%w: bt [-a] [-f | -F] [-l] [PID...]: %q is not a pid", ErrUsage, a)
+					return fmt.Errorf("%w: bt [-a | -c CPU] [-f | -F] [-l] [PID...]: %q is not a pid", ErrUsage, a)
 				}
 				pids = append(pids, n)
 			}
@@ -534,9 +548,10 @@ type StackWord struct {
 type BTOptions struct {
 	All      bool
 	PIDs     []int
-	Words    bool // each frame's stack words (crash's bt -f)
-	Lines    bool // each frame's source file and line, inlined calls too (bt -l)
-	Symbolic bool // words that point into kernel symbols shown as symbol+off (bt -F)
+	CPUs     []int // the tasks running on these CPUs (crash's bt -c)
+	Words    bool  // each frame's stack words (crash's bt -f)
+	Lines    bool  // each frame's source file and line, inlined calls too (bt -l)
+	Symbolic bool  // words that point into kernel symbols shown as symbol+off (bt -F)
 }
 
 // maxFrameWords bounds the words shown for one frame: a kernel stack is
@@ -572,6 +587,14 @@ func (t *Triage) BTWith(o BTOptions) (BTList, error) {
 	switch {
 	case all:
 		tasks = k.Tasks
+	case len(o.CPUs) > 0:
+		for _, c := range o.CPUs {
+			for _, task := range k.Tasks {
+				if task.OnCPU != nil && task.OnCPU.ID == c {
+					tasks = append(tasks, task)
+				}
+			}
+		}
 	case len(pids) > 0:
 		for _, pid := range pids {
 			found := false

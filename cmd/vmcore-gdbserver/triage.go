@@ -28,7 +28,7 @@ func newTriageCmds() []*cobra.Command {
 		var userPID int
 		var psUser, psKernel, psLeaders, logWall, kmemInfo, kmemZones bool
 		operands := c.Name == "rd" || c.Name == "sym" || c.Name == "whatis"
-		var pids []int
+		var pids, cpus []int
 		var modDirs []string
 		cmd := &cobra.Command{
 			Use:   c.Name + " [flags] [VMLINUX] VMCORE...",
@@ -109,6 +109,13 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 					}
 				}
 				argv = append(argv, ops...)
+				if len(cpus) > 0 {
+					var cs []string
+					for _, c := range cpus {
+						cs = append(cs, strconv.Itoa(c))
+					}
+					argv = append(argv, "-c", strings.Join(cs, ","))
+				}
 				for _, p := range pids {
 					argv = append(argv, strconv.Itoa(p))
 				}
@@ -144,6 +151,7 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		}
 		if c.Name == "bt" {
 			cmd.Flags().BoolVarP(&all, "all", "a", false, "every task")
+			cmd.Flags().IntSliceVarP(&cpus, "cpu", "c", nil, "the tasks running on these CPUs (crash's bt -c)")
 			cmd.Flags().IntSliceVarP(&pids, "pid", "p", nil, "these pids (repeatable)")
 			cmd.Flags().BoolVarP(&words, "frames", "f", false, "each frame's stack words, from its stack pointer to the next frame's (crash's bt -f)")
 			cmd.Flags().BoolVarP(&lines, "lines", "l", false, "each frame's source file and line from the vmlinux's DWARF, inlined calls included (crash's bt -l)")
