@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
@@ -97,4 +98,31 @@ func TestBTByCPU(t *testing.T) {
 			t.Error("bt -c of a CPU the dump does not have was accepted")
 		}
 	})
+}
+
+// runq is crash's runq, byte for byte, on every 4.18 dump (crash reads
+// 4.18 right; one of them has a CFS task waiting); on 6.x each CPU's
+// current task is ps's running one there.
+func TestRunqMatchesCrash(t *testing.T) {
+	sets := fixtures.SetsWith418(t)
+	for _, dump := range []string{"oom/vmcore.elf", "sysrq/vmcore.elf", "modcrash/vmcore.elf", "scale/vmcore.lzo"} {
+		tr := openWith(t, sets[2], true, dump)
+		got := runText(t, tr, "runq")
+		want := crashBT(t, sets[2], dump, "runq")
+		if strings.TrimRight(got, "\n") != strings.TrimRight(want, "\n") {
+			t.Errorf("%s: runq:\n%s\ncrash:\n%s", dump, got, want)
+		}
+	}
+	for _, set := range sets[:2] {
+		tr := openWith(t, set, true, "oom/vmcore.elf")
+		qs, err := tr.K.RunQueues()
+		if err != nil || len(qs) != len(tr.K.CPUs) {
+			t.Fatalf("%s: %v", set.Name, err)
+		}
+		for _, q := range qs {
+			if c := tr.K.CPUs[q.CPU].Curr; c != nil && (q.Curr == nil || q.Curr.Addr != c.Addr) {
+				t.Errorf("%s CPU %d: runq current %+v, the model's %#x", set.Name, q.CPU, q.Curr, c.Addr)
+			}
+		}
+	}
 }

@@ -48,6 +48,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
 	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF"},
+	{"runq", "runq", "each CPU's run queue: the current task, then the RT and CFS tasks waiting, as crash's runq"},
 	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
 	{"help", "help", "this list"},
 }
@@ -220,6 +221,13 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		v, err = t.Sym(args[1])
 	case "analyze":
 		v, err = t.Analyze()
+	case "runq":
+		if len(args) != 1 {
+			return fmt.Errorf("%w: runq", ErrUsage)
+		}
+		var qs []kernel.RunQueue
+		qs, err = t.K.RunQueues()
+		v = runqResult(qs)
 	case "whatis":
 		if len(args) < 2 {
 			return fmt.Errorf("%w: whatis SYMBOL | struct NAME | union NAME | enum NAME", ErrUsage)
@@ -951,6 +959,83 @@ func (k *KmemInfo) text(w io.Writer) error {
 	}
 	for _, m := range k.Missing {
 		fmt.Fprintf(w, "  (not shown: %s)\n", m)
+	}
+	return nil
+}
+
+// runqResult is `runq`.
+type runqResult []kernel.RunQueue
+
+type runqJSONTask struct {
+	Prio    int32  `json:"prio"`
+	PID     int32  `json:"pid"`
+	Task    string `json:"task"`
+	Command string `json:"command"`
+	Group   string `json:"cfs_rq,omitempty"`
+}
+
+type runqJSON struct {
+	CPU     int            `json:"cpu"`
+	Addr    string         `json:"runqueue"`
+	Current *runqJSONTask  `json:"current,omitempty"`
+	RTArray string         `json:"rt_prio_array"`
+	RT      []runqJSONTask `json:"rt"`
+	CFSRoot string         `json:"cfs_rb_root"`
+	CFS     []runqJSONTask `json:"cfs"`
+}
+
+func queuedJSON(qs []kernel.QueuedTask) []runqJSONTask {
+	out := []runqJSONTask{}
+	for _, q := range qs {
+		j := runqJSONTask{Prio: q.Prio, PID: q.Task.PID, Task: fmt.Sprintf("%x", q.Task.Addr), Command: q.Task.Comm}
+		if q.Group != 0 {
+			j.Group = fmt.Sprintf("%x", q.Group)
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func (r runqResult) MarshalJSON() ([]byte, error) {
+	var out []runqJSON
+	for _, q := range r {
+		j := runqJSON{CPU: q.CPU, Addr: fmt.Sprintf("%x", q.Addr), RTArray: fmt.Sprintf("%x", q.RTArray), CFSRoot: fmt.Sprintf("%x", q.CFSRoot),
+			RT: queuedJSON(q.RT), CFS: queuedJSON(q.CFS)}
+		if q.Curr != nil {
+			j.Current = &runqJSONTask{Prio: 0, PID: q.Curr.PID, Task: fmt.Sprintf("%x", q.Curr.Addr), Command: q.Curr.Comm}
+		}
+		out = append(out, j)
+	}
+	return json.Marshal(out)
+}
+
+// text prints the queues as crash's runq does.
+func (r runqResult) text(w io.Writer) error {
+	line := func(t *kernel.Task) string {
+		return fmt.Sprintf("PID: %-6d TASK: %x  COMMAND: %q", t.PID, t.Addr, t.Comm)
+	}
+	for i, q := range r {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "CPU %d RUNQUEUE: %x\n", q.CPU, q.Addr)
+		if q.Curr != nil {
+			fmt.Fprintf(w, "  CURRENT: %s\n", line(q.Curr))
+		}
+		fmt.Fprintf(w, "  RT PRIO_ARRAY: %x\n", q.RTArray)
+		if len(q.RT) == 0 {
+			fmt.Fprintf(w, "     [no tasks queued]\n")
+		}
+		for _, t := range q.RT {
+			fmt.Fprintf(w, "     [%3d] %s\n", t.Prio, line(t.Task))
+		}
+		fmt.Fprintf(w, "  CFS RB_ROOT: %x\n", q.CFSRoot)
+		if len(q.CFS) == 0 {
+			fmt.Fprintf(w, "     [no tasks queued]\n")
+		}
+		for _, t := range q.CFS {
+			fmt.Fprintf(w, "     [%3d] %s\n", t.Prio, line(t.Task))
+		}
 	}
 	return nil
 }
