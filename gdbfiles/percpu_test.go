@@ -3,6 +3,7 @@ package gdbfiles
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"io"
 	"io/fs"
 	"os"
@@ -143,4 +144,54 @@ func buildID(t *testing.T, f *elf.File) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// percpuELF is a minimal vmlinux-shaped ELF: a text PT_LOAD and a
+// zero-based per-CPU PT_LOAD holding .data..percpu.
+func percpuELF() []byte {
+	var b bytes.Buffer
+	shstr := []byte("\x00.text\x00.data..percpu\x00.shstrtab\x00")
+	const phoff, nph, shnum = 64, 2, 4
+	textOff := uint64(phoff + nph*56)
+	pcpuOff := textOff + 16
+	strOff := pcpuOff + 16
+	shoff := (strOff + uint64(len(shstr)) + 7) &^ 7
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: 1, Phoff: phoff, Shoff: shoff,
+		Ehsize: 64, Phentsize: 56, Phnum: nph, Shentsize: 64, Shnum: shnum, Shstrndx: 3}
+	copy(h.Ident[:], "\x7fELF\x02\x01\x01")
+	binary.Write(&b, binary.LittleEndian, h)
+	binary.Write(&b, binary.LittleEndian, elf.Prog64{Type: uint32(elf.PT_LOAD), Off: textOff, Vaddr: 0xffffffff81000000, Filesz: 16, Memsz: 16})
+	binary.Write(&b, binary.LittleEndian, elf.Prog64{Type: uint32(elf.PT_LOAD), Off: pcpuOff, Vaddr: 0, Filesz: 16, Memsz: 16})
+	b.Write(make([]byte, 32))
+	b.Write(shstr)
+	for uint64(b.Len()) < shoff {
+		b.WriteByte(0)
+	}
+	binary.Write(&b, binary.LittleEndian, elf.Section64{})
+	binary.Write(&b, binary.LittleEndian, elf.Section64{Name: 1, Type: uint32(elf.SHT_PROGBITS), Flags: uint64(elf.SHF_ALLOC | elf.SHF_EXECINSTR), Addr: 0xffffffff81000000, Off: textOff, Size: 16})
+	binary.Write(&b, binary.LittleEndian, elf.Section64{Name: 7, Type: uint32(elf.SHT_PROGBITS), Flags: uint64(elf.SHF_ALLOC | elf.SHF_WRITE), Addr: 0, Off: pcpuOff, Size: 16})
+	binary.Write(&b, binary.LittleEndian, elf.Section64{Name: 21, Type: uint32(elf.SHT_STRTAB), Off: strOff, Size: uint64(len(shstr))})
+	return b.Bytes()
+}
+
+// A hostile file never panics the view, and a patch never lies outside
+// the file.
+func FuzzPerCPUView(f *testing.F) {
+	seed := percpuELF()
+	if p, err := PerCPUView(bytes.NewReader(seed)); err != nil || len(p) != 2 {
+		f.Fatalf("seed: %d patches, %v", len(p), err)
+	}
+	f.Add(seed)
+	f.Add(seed[:100])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		patches, err := PerCPUView(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for _, p := range patches {
+			if p.Off < 0 || p.Off+int64(len(p.Data)) > int64(len(data)) {
+				t.Fatalf("patch at %d+%d outside the %d-byte file", p.Off, len(p.Data), len(data))
+			}
+		}
+	})
 }
