@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/privdir"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
 
@@ -43,7 +44,7 @@ var (
 	ErrTooLarge      = errors.New("file exceeds the size cap")
 	ErrWrongBuildID  = errors.New("file has another build id")
 	ErrBadBuildID    = errors.New("not a hex build id")
-	ErrUnsafeCache   = errors.New("unsafe cache directory")
+	ErrUnsafeCache   = privdir.ErrUnsafe
 	ErrStalled       = errors.New("no data for too long")
 	errShortDownload = errors.New("connection ended early")
 )
@@ -360,29 +361,17 @@ func copyWatched(w io.Writer, r io.Reader, max int64, watchdog *time.Timer, sile
 }
 
 // mkPrivateDirs makes dir and its missing parents 0700 and accepts dir
-// only if it is a real directory of this user that nobody else can
-// write to or list: root runs this on shared machines, and a directory
-// another user controls could hold a planted file or link.
+// only if it is this user's alone (privdir).
 func mkPrivateDirs(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := privdir.MkdirAll(dir); err != nil {
 		return fmt.Errorf("cache %s: %w", dir, err)
 	}
-	return checkDir(dir)
+	return nil
 }
 
 func checkDir(dir string) error {
-	st, err := os.Lstat(dir)
-	if err != nil {
+	if err := privdir.Check(dir); err != nil {
 		return fmt.Errorf("cache %s: %w", dir, err)
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	switch {
-	case !st.IsDir():
-		return fmt.Errorf("cache %s: %w: not a directory (%v)", dir, ErrUnsafeCache, st.Mode().Type())
-	case !ok || int(sys.Uid) != os.Geteuid():
-		return fmt.Errorf("cache %s: %w: owned by uid %d, not by this user", dir, ErrUnsafeCache, sys.Uid)
-	case st.Mode().Perm()&0o077 != 0:
-		return fmt.Errorf("cache %s: %w: mode %v, want no access for group and others", dir, ErrUnsafeCache, st.Mode().Perm())
 	}
 	return nil
 }

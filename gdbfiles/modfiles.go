@@ -18,6 +18,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/privdir"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
@@ -60,7 +61,7 @@ const DefaultMaxModuleSize = 256 << 20
 var ErrModuleTooLarge = errors.New("decompressed module exceeds the size cap")
 
 // ErrUnsafeCacheDir reports a CacheDir another user could plant files in.
-var ErrUnsafeCacheDir = errors.New("unsafe module cache directory")
+var ErrUnsafeCacheDir = privdir.ErrUnsafe
 
 type decompJob struct {
 	done chan struct{}
@@ -218,24 +219,13 @@ func (f *ModuleFiles) outDir() (string, error) {
 }
 
 // checkPrivateDir makes dir (0700) if it is missing, and otherwise
-// accepts only a real directory (not a link to one) owned by this user
-// that no one else can write to or list.
+// accepts only a directory of this user's alone (privdir.Check).
 func checkPrivateDir(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("module cache %s: %w", dir, err)
 	}
-	st, err := os.Lstat(dir)
-	if err != nil {
+	if err := privdir.Check(dir); err != nil {
 		return fmt.Errorf("module cache %s: %w", dir, err)
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	switch {
-	case !st.IsDir():
-		return fmt.Errorf("module cache %s: %w: not a directory (%v)", dir, ErrUnsafeCacheDir, st.Mode().Type())
-	case !ok || int(sys.Uid) != os.Geteuid():
-		return fmt.Errorf("module cache %s: %w: owned by uid %d, not by this user", dir, ErrUnsafeCacheDir, sys.Uid)
-	case st.Mode().Perm()&0o077 != 0:
-		return fmt.Errorf("module cache %s: %w: mode %v, want no access for group and others", dir, ErrUnsafeCacheDir, st.Mode().Perm())
 	}
 	return nil
 }

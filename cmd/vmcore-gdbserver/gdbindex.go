@@ -15,9 +15,6 @@ package main
 
 import (
 	"bytes"
-	"debug/elf"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +25,9 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/rofile"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
 
 // gdbIndexEnv chooses what the gdb subcommand does with gdb's index
@@ -142,35 +142,16 @@ func trustedDir(p string) error {
 // elfBuildID is the GNU build id of an ELF file in lowercase hex, as gdb
 // names its index cache files, or "" when it has none.
 func elfBuildID(path string) (string, error) {
-	f, err := elf.Open(path)
+	f, _, err := rofile.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	for _, s := range f.Sections {
-		if s.Type != elf.SHT_NOTE || s.Size > 1<<20 {
-			continue
-		}
-		data, err := s.Data()
-		if err != nil {
-			continue
-		}
-		for len(data) >= 12 {
-			namesz := uint64(binary.LittleEndian.Uint32(data[0:]))
-			descsz := uint64(binary.LittleEndian.Uint32(data[4:]))
-			typ := binary.LittleEndian.Uint32(data[8:])
-			nameEnd := 12 + (namesz+3)&^3
-			descEnd := nameEnd + (descsz+3)&^3
-			if descEnd > uint64(len(data)) {
-				break
-			}
-			if typ == 3 && namesz == 4 && bytes.Equal(data[12:16], []byte("GNU\x00")) {
-				return hex.EncodeToString(data[nameEnd : nameEnd+descsz]), nil
-			}
-			data = data[descEnd:]
-		}
+	id, err := symbols.ELFBuildID(f)
+	if errors.Is(err, symbols.ErrNoBuildID) {
+		return "", nil
 	}
-	return "", nil
+	return id, err
 }
 
 // gdbIndexFile is where gdb 13 keeps the index of the file with that build
