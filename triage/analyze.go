@@ -1,6 +1,7 @@
 package triage
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"regexp"
@@ -180,7 +181,7 @@ func (t *Triage) Analyze() (*Analysis, error) {
 		a.Unknown = append(a.Unknown, "the panicking task: no CPU is marked as the panic CPU")
 	}
 	if k.Info.HasCrashTime {
-		fact("crash time", time.Unix(k.Info.CrashTime, 0).UTC().Format("Mon Jan _2 15:04:05 UTC 2006"), "VMCOREINFO CRASHTIME")
+		fact("crash time", time.Unix(k.Info.CrashTime, 0).UTC().Format(crashDate), "VMCOREINFO CRASHTIME")
 	}
 	// Memory, when memory was the reason.
 	if a.Class == "oom-panic" {
@@ -236,7 +237,7 @@ func (t *Triage) readInt(sym string) (int32, error) {
 	if err := t.K.Read(b[:], a); err != nil {
 		return 0, err
 	}
-	return int32(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24), nil
+	return int32(binary.LittleEndian.Uint32(b[:])), nil
 }
 
 // taint reads tainted_mask and spells it with the kernel's own table

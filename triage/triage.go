@@ -322,7 +322,7 @@ func (t *Triage) Sys() (*SysInfo, error) {
 	total, _ := k.TotalRAM()
 	s.MemoryBytes = total * k.Dump.PageSize()
 	if k.Info.HasCrashTime {
-		s.CrashTime = time.Unix(k.Info.CrashTime, 0).UTC().Format("Mon Jan _2 15:04:05 UTC 2006")
+		s.CrashTime = time.Unix(k.Info.CrashTime, 0).UTC().Format(crashDate)
 	}
 	recs, err := k.Log()
 	if err != nil {
@@ -825,6 +825,9 @@ func (t *Triage) Log() (LogList, error) {
 	return LogList(recs), err
 }
 
+// crashDate is how crash writes a time (sys's DATE, log -T): UTC.
+const crashDate = "Mon Jan _2 15:04:05 UTC 2006"
+
 // WallLogRecord is a log record with its wall-clock time (log -T).
 type WallLogRecord struct {
 	kernel.LogRecord
@@ -855,7 +858,7 @@ func (t *Triage) LogWall() (WallLog, error) {
 	out := make(WallLog, 0, len(recs))
 	for _, r := range recs {
 		at := boot.Add(time.Duration(r.TsNsec))
-		out = append(out, WallLogRecord{r, at.Format("Mon Jan _2 15:04:05 UTC 2006")})
+		out = append(out, WallLogRecord{r, at.Format(crashDate)})
 	}
 	return out, nil
 }

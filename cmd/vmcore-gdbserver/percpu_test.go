@@ -17,15 +17,8 @@ import (
 // gdb expression of CPU cpu's current task's comm read through it.
 func perCPUCurrent(t testing.TB, vmlinux string) (sym string, link uint64, comm func(cpu int) string) {
 	t.Helper()
-	f, err := elf.Open(vmlinux)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, syms := elfSymbols(t, vmlinux)
 	defer f.Close()
-	syms, err := f.Symbols()
-	if err != nil {
-		t.Fatal(err)
-	}
 	percpu := f.Section(".data..percpu")
 	if percpu == nil || percpu.Addr != 0 {
 		t.Fatalf("%s has no .data..percpu at 0", vmlinux)
@@ -50,18 +43,27 @@ func perCPUCurrent(t testing.TB, vmlinux string) (sym string, link uint64, comm 
 	return
 }
 
-// funcAt is the vmlinux function symbol that holds the link address pc.
-func funcAt(t testing.TB, vmlinux string, pc uint64) string {
+// elfSymbols opens the vmlinux with debug/elf (not this project's
+// reader: the test's own view of the file) and reads its symbol table.
+func elfSymbols(t testing.TB, vmlinux string) (*elf.File, []elf.Symbol) {
 	t.Helper()
 	f, err := elf.Open(vmlinux)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	syms, err := f.Symbols()
 	if err != nil {
+		f.Close()
 		t.Fatal(err)
 	}
+	return f, syms
+}
+
+// funcAt is the vmlinux function symbol that holds the link address pc.
+func funcAt(t testing.TB, vmlinux string, pc uint64) string {
+	t.Helper()
+	f, syms := elfSymbols(t, vmlinux)
+	defer f.Close()
 	for _, s := range syms {
 		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value <= pc && pc < s.Value+s.Size {
 			return s.Name
