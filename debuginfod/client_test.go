@@ -253,3 +253,20 @@ func TestProgressLines(t *testing.T) {
 		t.Fatalf("progress on a non-terminal:\n%s", out.String())
 	}
 }
+
+// A name from the dump never puts control characters on the terminal.
+func TestProgressNameSanitized(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(elfWithBuildID(t, idA, 0))
+	}))
+	defer srv.Close()
+	var out bytes.Buffer
+	cl := newClient(t, srv.URL)
+	cl.Progress = &out
+	if _, err := cl.Fetch(context.Background(), idA, Debuginfo, "vmlinux 6.1.0\x1b]0;owned\a"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\a") || !strings.Contains(out.String(), "vmlinux 6.1.0?]0;owned?") {
+		t.Fatalf("progress: %q", out.String())
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +35,14 @@ func newProgress(w io.Writer, name string, kind Kind, id, host string, total int
 	if w == nil {
 		return nil
 	}
-	what := name
+	// The name comes from the dump (a release, a module name): nothing
+	// in it may reach the terminal as a control sequence.
+	what := strings.Map(func(r rune) rune {
+		if !unicode.IsGraphic(r) {
+			return '?'
+		}
+		return r
+	}, name)
 	if what == "" {
 		what = kind.String()
 	}

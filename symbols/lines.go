@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -90,14 +91,18 @@ func (l *lineData) unitAt(r *dwarf.Reader, pc uint64) (*dwarf.Entry, error) {
 func (v *Vmlinux) dwarfData() (*dwarf.Data, error) {
 	v.lines.once.Do(func() {
 		for _, name := range []string{".debug_info", ".debug_line", ".debug_abbrev"} {
-			s := v.elf.Section(name)
-			if s == nil {
+			if v.elf.Section(name) == nil {
 				v.lines.err = fmt.Errorf("%s: %w: no %s section", v.path, ErrNoLineInfo, name)
 				return
 			}
-			if s.Size > uint64(v.size) && s.Flags&0x800 == 0 { // SHF_COMPRESSED may expand
-				v.lines.err = fmt.Errorf("%s: %s of %d bytes in a %d-byte file", v.path, name, s.Size, v.size)
-				return
+		}
+		// Every debug section debug/dwarf will read (decompressed, if
+		// compressed), bounded as any other section read from the file.
+		for _, s := range v.elf.Sections {
+			if strings.HasPrefix(s.Name, ".debug_") || strings.HasPrefix(s.Name, ".zdebug_") {
+				if v.lines.err = v.checkSection(s, maxSectionBytes); v.lines.err != nil {
+					return
+				}
 			}
 		}
 		v.lines.d, v.lines.err = v.elf.DWARF()

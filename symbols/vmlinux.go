@@ -149,20 +149,29 @@ const (
 // the stored bytes must lie inside the file, and the size (decompressed,
 // for an SHF_COMPRESSED section) must be at most limit.
 func (v *Vmlinux) sectionData(s *elf.Section, limit uint64) ([]byte, error) {
-	if s.Type == elf.SHT_NOBITS {
-		return nil, fmt.Errorf("%s: %s has no file data", v.path, s.Name)
-	}
-	if s.Offset > uint64(v.size) || s.FileSize > uint64(v.size)-s.Offset {
-		return nil, fmt.Errorf("%s: section %s at offset 0x%x (%d bytes) runs past the end of the file (%d bytes)", v.path, s.Name, s.Offset, s.FileSize, v.size)
-	}
-	if s.Size > limit {
-		return nil, fmt.Errorf("%s: section %s at offset 0x%x: %d bytes is more than the %d allowed", v.path, s.Name, s.Offset, s.Size, limit)
+	if err := v.checkSection(s, limit); err != nil {
+		return nil, err
 	}
 	d, err := s.Data()
 	if err != nil {
 		return nil, fmt.Errorf("%s: section %s at offset 0x%x: %w", v.path, s.Name, s.Offset, err)
 	}
 	return d, nil
+}
+
+// checkSection checks the sizes a section header gives before the
+// section is read (sectionData's rules).
+func (v *Vmlinux) checkSection(s *elf.Section, limit uint64) error {
+	if s.Type == elf.SHT_NOBITS {
+		return fmt.Errorf("%s: %s has no file data", v.path, s.Name)
+	}
+	if s.Offset > uint64(v.size) || s.FileSize > uint64(v.size)-s.Offset {
+		return fmt.Errorf("%s: section %s at offset 0x%x (%d bytes) runs past the end of the file (%d bytes)", v.path, s.Name, s.Offset, s.FileSize, v.size)
+	}
+	if s.Size > limit {
+		return fmt.Errorf("%s: section %s at offset 0x%x: %d bytes is more than the %d allowed", v.path, s.Name, s.Offset, s.Size, limit)
+	}
+	return nil
 }
 
 // Segment is one PT_LOAD of the vmlinux.
