@@ -59,6 +59,9 @@ type Kernel struct {
 	modOnce sync.Once
 	modules []*Module
 	modErr  error
+
+	slubOnce sync.Once
+	slubL    slubLayout
 }
 
 // CPU is one CPU of the machine.

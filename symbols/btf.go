@@ -61,6 +61,7 @@ type btfType struct {
 	kflag   bool
 	vlen    uint16
 	sizeOrT uint32 // size for INT/STRUCT/UNION/ENUM, type for PTR/TYPEDEF/...
+	intEnc  uint32 // INT: encoding, bit offset and width (BTF_INT_*)
 	members []btfMember
 	array   [3]uint32 // elem type, index type, nelems
 	enums   []btfEnumValue
@@ -75,6 +76,7 @@ type btfMember struct {
 	name      string
 	typ       uint32
 	bitOffset uint32
+	bitSize   uint32 // a bitfield's width (kflag structs); 0 otherwise
 }
 
 // ParseBTF parses raw BTF (the vmlinux .BTF section, or __start_BTF..
@@ -141,6 +143,8 @@ func ParseBTF(data []byte) (*BTF, error) {
 			return nil, fmt.Errorf("BTF: offset %d: type data runs past the type section", base+at)
 		}
 		switch t.kind {
+		case BTF_KIND_INT:
+			t.intEnc = le.Uint32(ts[off:])
 		case BTF_KIND_ARRAY:
 			t.array = [3]uint32{le.Uint32(ts[off:]), le.Uint32(ts[off+4:]), le.Uint32(ts[off+8:])}
 		case BTF_KIND_ENUM, BTF_KIND_ENUM64:
@@ -171,11 +175,11 @@ func ParseBTF(data []byte) (*BTF, error) {
 				if err != nil {
 					return nil, fmt.Errorf("BTF: offset %d: member %d: %w", base+off+12*i, i, err)
 				}
-				bo := le.Uint32(m[8:])
+				bo, bits := le.Uint32(m[8:]), uint32(0)
 				if t.kflag {
-					bo &= 0xffffff // high 8 bits are the bitfield size
+					bo, bits = bo&0xffffff, bo>>24 // high 8 bits are the bitfield size
 				}
-				t.members[i] = btfMember{name: name, typ: le.Uint32(m[4:]), bitOffset: bo}
+				t.members[i] = btfMember{name: name, typ: le.Uint32(m[4:]), bitOffset: bo, bitSize: bits}
 			}
 		}
 		off += extra
@@ -357,4 +361,65 @@ func (b *BTF) ArrayLen(structName, path string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: empty member path", ErrNoType)
+}
+
+// BitField returns the bit offset and width of a member path; the width
+// is 0 for a member that is not a bitfield. A kflag struct gives the
+// width in the member; an older one in the INT type's encoding.
+func (b *BTF) BitField(structName, path string) (uint64, uint64, error) {
+	id, err := b.structID(structName)
+	if err != nil {
+		return 0, 0, err
+	}
+	var bits uint64
+	var m btfMember
+	for _, part := range strings.Split(path, ".") {
+		cur, err := b.resolve(id)
+		if err != nil {
+			return 0, 0, err
+		}
+		if k := b.types[cur].kind; k != BTF_KIND_STRUCT && k != BTF_KIND_UNION {
+			return 0, 0, fmt.Errorf("%w: %s.%s: %q is not inside a struct", ErrNoType, structName, path, part)
+		}
+		off, typ, ok := b.findMember(cur, part, 0)
+		if !ok {
+			return 0, 0, fmt.Errorf("%w: struct %s has no member %s", ErrNoType, structName, path)
+		}
+		bits += uint64(off)
+		id = typ
+		m = b.memberNamed(cur, part, 0)
+	}
+	width := uint64(m.bitSize)
+	if width == 0 {
+		if t, err := b.resolve(id); err == nil && b.types[t].kind == BTF_KIND_INT {
+			enc := b.types[t].intEnc
+			if n := uint64(enc & 0xff); n != 0 && n < 8*uint64(b.types[t].sizeOrT) {
+				width = n
+				bits += uint64(enc >> 16 & 0xff)
+			}
+		}
+	}
+	return bits, width, nil
+}
+
+// memberNamed is the member record findMember matched (for its width).
+func (b *BTF) memberNamed(id uint32, name string, depth int) btfMember {
+	if depth > 16 {
+		return btfMember{}
+	}
+	for _, m := range b.types[id].members {
+		if m.name == name {
+			return m
+		}
+		if m.name == "" {
+			if inner, err := b.resolve(m.typ); err == nil {
+				if k := b.types[inner].kind; k == BTF_KIND_STRUCT || k == BTF_KIND_UNION {
+					if _, _, ok := b.findMember(inner, name, depth+1); ok {
+						return b.memberNamed(inner, name, depth+1)
+					}
+				}
+			}
+		}
+	}
+	return btfMember{}
 }

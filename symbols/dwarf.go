@@ -51,9 +51,10 @@ type dwarfStruct struct {
 }
 
 type dwarfMember struct {
-	name   string
-	typ    dwarf.Offset
-	bitOff uint64
+	name    string
+	typ     dwarf.Offset
+	bitOff  uint64
+	bitSize uint64 // DW_AT_bit_size of a bitfield; 0 otherwise
 }
 
 // Sections a DWARFTypes reads; everything else (.debug_line, location
@@ -320,6 +321,9 @@ func (t *DWARFTypes) layout(r *dieCursor, e *dwarf.Entry) (*dwarfStruct, error) 
 				m.name, _ = c.Val(dwarf.AttrName).(string)
 				m.typ, _ = c.Val(dwarf.AttrType).(dwarf.Offset)
 				m.bitOff = memberBitOffset(c)
+				if n, ok := constant(c.Val(dwarf.AttrBitSize)); ok && n > 0 && n <= 64 {
+					m.bitSize = uint64(n)
+				}
 				s.members = append(s.members, m)
 			}
 			if c.Children {
@@ -358,33 +362,33 @@ func isAggregate(e *dwarf.Entry) bool {
 
 // findMember looks name up among s's members, descending into anonymous
 // structs and unions; it returns the bit offset and the member's type.
-func (t *DWARFTypes) findMember(r *dieCursor, s *dwarfStruct, name string, depth int) (uint64, dwarf.Offset, bool, error) {
+func (t *DWARFTypes) findMember(r *dieCursor, s *dwarfStruct, name string, depth int) (uint64, dwarfMember, bool, error) {
 	if depth > 16 {
-		return 0, 0, false, nil
+		return 0, dwarfMember{}, false, nil
 	}
 	for _, m := range s.members {
 		if m.name == name {
-			return m.bitOff, m.typ, true, nil
+			return m.bitOff, m, true, nil
 		}
 		if m.name != "" || m.typ == 0 {
 			continue
 		}
 		e, err := t.resolve(r, m.typ)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, dwarfMember{}, false, err
 		}
 		if !isAggregate(e) {
 			continue
 		}
 		inner, err := t.layout(r, e)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, dwarfMember{}, false, err
 		}
-		if off, typ, ok, err := t.findMember(r, inner, name, depth+1); ok || err != nil {
-			return m.bitOff + off, typ, ok, err
+		if off, found, ok, err := t.findMember(r, inner, name, depth+1); ok || err != nil {
+			return m.bitOff + off, found, ok, err
 		}
 	}
-	return 0, 0, false, nil
+	return 0, dwarfMember{}, false, nil
 }
 
 // lookupStruct finds a struct or union by name (or a typedef naming one,
@@ -414,37 +418,43 @@ func (t *DWARFTypes) lookupStruct(r *dieCursor, name string) (*dwarf.Entry, erro
 // walk follows a member path from struct structName; it returns the
 // bit offset and the DIE offset of the last member's type.
 func (t *DWARFTypes) walk(structName, path string) (bits uint64, typ dwarf.Offset, err error) {
+	bits, last, err := t.walkMember(structName, path)
+	return bits, last.typ, err
+}
+
+// walkMember is walk, returning the last member's record (its width).
+func (t *DWARFTypes) walkMember(structName, path string) (bits uint64, last dwarfMember, err error) {
 	defer guard(t.path, &err)
 	r := &dieCursor{t: t}
 	e, err := t.lookupStruct(r, structName)
 	if err != nil {
-		return 0, 0, err
+		return 0, dwarfMember{}, err
 	}
 	for _, part := range strings.Split(path, ".") {
 		if !isAggregate(e) {
-			return 0, 0, fmt.Errorf("%w: %s.%s: %q is not inside a struct", ErrNoType, structName, path, part)
+			return 0, dwarfMember{}, fmt.Errorf("%w: %s.%s: %q is not inside a struct", ErrNoType, structName, path, part)
 		}
 		s, err := t.layout(r, e)
 		if err != nil {
-			return 0, 0, err
+			return 0, dwarfMember{}, err
 		}
 		off, mt, ok, err := t.findMember(r, s, part, 0)
 		if err != nil {
-			return 0, 0, err
+			return 0, dwarfMember{}, err
 		}
 		if !ok {
-			return 0, 0, fmt.Errorf("%w: struct %s has no member %s", ErrNoType, structName, path)
+			return 0, dwarfMember{}, fmt.Errorf("%w: struct %s has no member %s", ErrNoType, structName, path)
 		}
 		bits += off
-		typ = mt
-		if typ == 0 {
-			return 0, 0, fmt.Errorf("%s: struct %s member %s has no type", t.path, structName, path)
+		last = mt
+		if last.typ == 0 {
+			return 0, dwarfMember{}, fmt.Errorf("%s: struct %s member %s has no type", t.path, structName, path)
 		}
-		if e, err = t.resolve(r, typ); err != nil {
-			return 0, 0, err
+		if e, err = t.resolve(r, last.typ); err != nil {
+			return 0, dwarfMember{}, err
 		}
 	}
-	return bits, typ, nil
+	return bits, last, nil
 }
 
 // Offset returns the byte offset of a member path such as "thread.sp".
@@ -654,4 +664,14 @@ func relocateDWARF(name string, f *elf.File, sec map[string][]byte, limit uint64
 		}
 	}
 	return nil
+}
+
+// BitField returns the bit offset and width of a member path; the width
+// is 0 for a member that is not a bitfield.
+func (t *DWARFTypes) BitField(structName, path string) (uint64, uint64, error) {
+	bits, m, err := t.walkMember(structName, path)
+	if err != nil {
+		return 0, 0, err
+	}
+	return bits, m.bitSize, nil
 }

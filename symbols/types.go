@@ -29,6 +29,14 @@ type Types interface {
 	EnumValue(enumerator string) (int64, error)
 }
 
+// BitFields is an optional part of Types (BTF and DWARF have it): where
+// a member that is a bitfield lies, which Offset refuses to say in bytes.
+type BitFields interface {
+	// BitField is a member path's offset in bits from the struct's
+	// start and its width in bits (0 for a member that is no bitfield).
+	BitField(structName, path string) (bitOffset, bitSize uint64, err error)
+}
+
 // ErrNoTypeInfo says there is no type information at all: what needs a
 // struct layout cannot be done.
 var ErrNoTypeInfo = errors.New("no type information")

@@ -43,7 +43,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"foreach", "foreach bt [-f | -F] [-l]", "every task's backtrace (as bt -a)"},
 	{"bt", "bt [-a | -c CPU] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
 	{"log", "log [-T]", "the kernel log from the printk ring buffer; -T: wall-clock times"},
-	{"kmem", "kmem [-i | -z]", "memory summary, as crash's kmem -i; -z: every zone's free pages, watermarks and counters"},
+	{"kmem", "kmem [-i | -z | -s [CACHE...]]", "memory summary, as crash's kmem -i; -z: every zone's free pages, watermarks and counters; -s: every SLUB cache's object size, allocated and total objects, slabs and slab size (or the named caches)"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
@@ -173,8 +173,10 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 			v, err = t.Kmem()
 		case len(args) == 2 && args[1] == "-z":
 			v, err = t.KmemZones()
+		case len(args) >= 2 && args[1] == "-s":
+			v, err = t.KmemSlabs(args[2:])
 		default:
-			return fmt.Errorf("%w: kmem [-i | -z]", ErrUsage)
+			return fmt.Errorf("%w: kmem [-i | -z | -s [CACHE...]]", ErrUsage)
 		}
 	case "mod":
 		v, err = t.Mod()

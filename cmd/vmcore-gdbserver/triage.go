@@ -26,7 +26,7 @@ func newTriageCmds() []*cobra.Command {
 		c := c
 		var asJSON, all, words, symbolic, physical, lines bool
 		var userPID int
-		var psUser, psKernel, psLeaders, logWall, kmemInfo, kmemZones bool
+		var psUser, psKernel, psLeaders, logWall, kmemInfo, kmemZones, kmemSlabs bool
 		operands := c.Name == "rd" || c.Name == "sym" || c.Name == "whatis"
 		var pids, cpus []int
 		var modDirs []string
@@ -43,8 +43,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 			Args:    cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				var ops []string
-				if n := cmd.ArgsLenAtDash(); operands || c.Name == "ps" && n >= 0 {
-					// Operands (ps: command names) come after --.
+				if n := cmd.ArgsLenAtDash(); operands || (c.Name == "ps" || c.Name == "kmem") && n >= 0 {
+					// Operands (ps: command names; kmem: cache names or
+					// addresses) come after --.
 					if n < 1 || operands && n == len(args) {
 						return fmt.Errorf("usage: %s", cmd.Use)
 					}
@@ -95,6 +96,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				if kmemZones {
 					argv = append(argv, "-z")
 				}
+				if kmemSlabs {
+					argv = append(argv, "-s")
+				}
 				_ = kmemInfo // -i is the default
 				if c.Name == "rd" {
 					argv = argv[:1]
@@ -129,7 +133,8 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		if c.Name == "kmem" {
 			cmd.Flags().BoolVarP(&kmemInfo, "info", "i", false, "the memory summary (the default), as crash's kmem -i")
 			cmd.Flags().BoolVarP(&kmemZones, "zones", "z", false, "every zone: size, watermarks and vm_stat counters, as crash's kmem -z")
-			cmd.MarkFlagsMutuallyExclusive("info", "zones")
+			cmd.Flags().BoolVarP(&kmemSlabs, "slabs", "s", false, "every SLUB cache (or those named after --): object size, allocated, total, slabs, slab size, as crash's kmem -s")
+			cmd.MarkFlagsMutuallyExclusive("info", "zones", "slabs")
 		}
 		if c.Name == "log" {
 			cmd.Flags().BoolVarP(&logWall, "wall-time", "T", false, "wall-clock times (from the dump's CRASHTIME), as crash's log -T")
