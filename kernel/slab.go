@@ -362,14 +362,29 @@ func (k *Kernel) slabFree(l *slubLayout, slab uint64) (uint64, error) {
 	return objects - inuse, nil
 }
 
-// countFreelist follows a freelist from its first object. A hardened
-// kernel (kmem_cache.random) stores each next pointer xor'ed with the
-// random and with the address it is stored at, byte-swapped since 5.7:
-// both are tried, and the one whose every pointer lands on an object of
-// the same slab is taken, so no kernel version is assumed.
+// countFreelist counts the objects on a freelist.
 func (k *Kernel) countFreelist(c *SlabCache, head uint64) (uint64, error) {
+	objs, err := k.freelist(c, head)
+	return uint64(len(objs)), err
+}
+
+// visitFreelist calls visit for each object on a freelist.
+func (k *Kernel) visitFreelist(c *SlabCache, head uint64, visit func(uint64)) error {
+	objs, err := k.freelist(c, head)
+	for _, o := range objs {
+		visit(o)
+	}
+	return err
+}
+
+// freelist follows a freelist from its first object. A hardened kernel
+// (kmem_cache.random) stores each next pointer xor'ed with the random
+// and with the address it is stored at, byte-swapped since 5.7: both are
+// tried, and the one whose every pointer lands on an object of the same
+// slab is taken, so no kernel version is assumed.
+func (k *Kernel) freelist(c *SlabCache, head uint64) ([]uint64, error) {
 	if head == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	decoders := []func(v, at uint64) uint64{func(v, _ uint64) uint64 { return v }}
 	if c.random != 0 {
@@ -384,32 +399,33 @@ func (k *Kernel) countFreelist(c *SlabCache, head uint64) (uint64, error) {
 	}
 	var lastErr error
 	for _, decode := range decoders {
-		n, err := k.walkFreelist(c, head, limit, decode)
+		objs, err := k.walkFreelist(c, head, limit, decode)
 		if err == nil {
-			return n, nil
+			return objs, nil
 		}
 		lastErr = err
 	}
-	return 0, lastErr
+	return nil, lastErr
 }
 
-func (k *Kernel) walkFreelist(c *SlabCache, head, limit uint64, decode func(v, at uint64) uint64) (uint64, error) {
+func (k *Kernel) walkFreelist(c *SlabCache, head, limit uint64, decode func(v, at uint64) uint64) ([]uint64, error) {
 	onSlab := func(p uint64) bool {
 		d := int64(p - head)
 		return d > -int64(c.SlabSize) && d < int64(c.SlabSize) && d%int64(c.Size) == 0
 	}
 	seen := map[uint64]bool{}
-	n := uint64(0)
-	for p := head; p != 0; n++ {
-		if n >= limit || seen[p] || !onSlab(p) {
-			return 0, fmt.Errorf("freelist of %s from %#x: %#x is not a free object of the slab", c.Name, head, p)
+	var objs []uint64
+	for p := head; p != 0; {
+		if uint64(len(objs)) >= limit || seen[p] || !onSlab(p) {
+			return nil, fmt.Errorf("freelist of %s from %#x: %#x is not a free object of the slab", c.Name, head, p)
 		}
 		seen[p] = true
+		objs = append(objs, p)
 		v, err := k.ReadU64(p + c.freeOff)
 		if err != nil {
-			return 0, fmt.Errorf("freelist of %s: %w", c.Name, err)
+			return nil, fmt.Errorf("freelist of %s: %w", c.Name, err)
 		}
 		p = decode(v, p+c.freeOff)
 	}
-	return n, nil
+	return objs, nil
 }

@@ -43,7 +43,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"foreach", "foreach bt [-f | -F] [-l]", "every task's backtrace (as bt -a)"},
 	{"bt", "bt [-a | -c CPU] [-f | -F] [-l] [PID...]", "kernel backtrace of the panicking task, all tasks (-a) or the given pids; -f: each frame's stack words, -F: as symbols, -l: source lines"},
 	{"log", "log [-T]", "the kernel log from the printk ring buffer; -T: wall-clock times"},
-	{"kmem", "kmem [-i | -z | -s [CACHE...]]", "memory summary, as crash's kmem -i; -z: every zone's free pages, watermarks and counters; -s: every SLUB cache's object size, allocated and total objects, slabs and slab size (or the named caches)"},
+	{"kmem", "kmem [-i | -z | -s [CACHE...] | ADDR]", "memory summary, as crash's kmem -i; -z: every zone's free pages, watermarks and counters; -s: every SLUB cache's object size, allocated and total objects, slabs and slab size (or the named caches); ADDR: where an address lies (user, kernel image, module, vmalloc area with its caller, task stack, page and flags, slab cache and object, allocated or free)"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
@@ -175,8 +175,10 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 			v, err = t.KmemZones()
 		case len(args) >= 2 && args[1] == "-s":
 			v, err = t.KmemSlabs(args[2:])
+		case len(args) == 2 && !strings.HasPrefix(args[1], "-"):
+			v, err = t.KmemAddr(args[1])
 		default:
-			return fmt.Errorf("%w: kmem [-i | -z | -s [CACHE...]]", ErrUsage)
+			return fmt.Errorf("%w: kmem [-i | -z | -s [CACHE...] | ADDR]", ErrUsage)
 		}
 	case "mod":
 		v, err = t.Mod()
