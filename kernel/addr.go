@@ -26,8 +26,8 @@ type AddrInfo struct {
 	PageFlags uint64   `json:"-"`
 	FlagNames []string `json:"page_flags,omitempty"`
 
-	Slab    *SlabObject  `json:"slab,omitempty"`
-	Vmalloc *VmallocArea `json:"vmalloc,omitempty"`
+	Slab    *SlabObject  `json:"-"`
+	Vmalloc *VmallocArea `json:"-"`
 	// Stack names the task whose kernel stack holds the address.
 	Stack *Task `json:"-"`
 	// Unread says what could not be read about the address.

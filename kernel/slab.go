@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
@@ -344,7 +345,7 @@ func (k *Kernel) slabCache(l *slubLayout, s uint64) (SlabCache, error) {
 	}
 	c.Allocated = c.Total - free
 	if len(unread) > 0 {
-		c.Unread = fmt.Sprint(unread)
+		c.Unread = strings.Join(unread, "; ")
 	}
 	return c, nil
 }

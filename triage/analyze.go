@@ -27,10 +27,21 @@ type Analysis struct {
 	Backtrace []BTFrame `json:"backtrace,omitempty"`
 	Memory    []KmemRow `json:"memory,omitempty"`
 	TopRSS    []PSEntry `json:"top_rss,omitempty"`
+	// TopSlabs are the slab caches holding the most memory (kmem -s).
+	TopSlabs  []SlabTop `json:"top_slabs,omitempty"`
 	OOMReport []string  `json:"oom_report,omitempty"`
 	Modules   []string  `json:"modules,omitempty"`
 	LogTail   []string  `json:"log_tail"`
 	Unknown   []string  `json:"unknown,omitempty"`
+}
+
+// SlabTop is one of the largest slab caches.
+type SlabTop struct {
+	Name       string `json:"name"`
+	ObjectSize uint64 `json:"object_size"`
+	Allocated  uint64 `json:"allocated"`
+	Total      uint64 `json:"total"`
+	Bytes      uint64 `json:"bytes"` // slabs * slab size
 }
 
 // Fact is one finding and its source (a log record, a register, a
@@ -129,6 +140,11 @@ func (t *Triage) Analyze() (*Analysis, error) {
 		fact("fault", oops, src(oi))
 		if m := reBugAdr.FindStringSubmatch(oops); m != nil {
 			fact("faulting address", m[1], src(oi))
+			if where, err := t.where(m[1]); err == nil {
+				fact("faulting address lies in", where, "kmem "+m[1])
+			} else {
+				unknown("where the faulting address lies", err)
+			}
 		}
 		for i := oi; i < len(recs) && i < oi+40; i++ {
 			if m := reRIP.FindStringSubmatch(recs[i].Text); m != nil {
@@ -180,6 +196,15 @@ func (t *Triage) Analyze() (*Analysis, error) {
 	} else if a.Class != "none" {
 		a.Unknown = append(a.Unknown, "the panicking task: no CPU is marked as the panic CPU")
 	}
+	// A hypervisor dump holds each CPU's control registers: CR2 is the
+	// last page-fault address that CPU took.
+	if qs := k.Dump.QEMUCPUs(); len(qs) > 0 && panicTask != nil && panicTask.OnCPU != nil {
+		for _, q := range qs {
+			if q.Index == panicTask.OnCPU.ID {
+				fact("CR2 when dumped", fmt.Sprintf("%x", q.CR[2]), fmt.Sprintf("QEMU CPU state of CPU %d (the last page-fault address on that CPU)", q.Index))
+			}
+		}
+	}
 	if k.Info.HasCrashTime {
 		fact("crash time", time.Unix(k.Info.CrashTime, 0).UTC().Format(crashDate), "VMCOREINFO CRASHTIME")
 	}
@@ -195,6 +220,17 @@ func (t *Triage) Analyze() (*Analysis, error) {
 			a.TopRSS = ps[:min(5, len(ps))]
 		} else {
 			unknown("tasks' memory", err)
+		}
+		if cs, err := k.SlabCaches(); len(cs) > 0 {
+			sort.SliceStable(cs, func(i, j int) bool { return cs[i].Slabs*cs[i].SlabSize > cs[j].Slabs*cs[j].SlabSize })
+			for _, c := range cs[:min(5, len(cs))] {
+				a.TopSlabs = append(a.TopSlabs, SlabTop{c.Name, c.ObjectSize, c.Allocated, c.Total, c.Slabs * c.SlabSize})
+			}
+			if err != nil {
+				unknown("slab caches (the list was cut)", err)
+			}
+		} else if err != nil {
+			unknown("slab caches", err)
 		}
 		if st, _ := find("invoked oom-killer"); st >= 0 {
 			end := len(recs) - 1
@@ -226,6 +262,43 @@ func (t *Triage) Analyze() (*Analysis, error) {
 		a.LogTail = append(a.LogTail, recs[i].String())
 	}
 	return a, nil
+}
+
+// where says in one line where an address lies (kmem ADDR).
+func (t *Triage) where(hex string) (string, error) {
+	r, err := t.KmemAddr(hex)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case r.SlabInfo != nil:
+		o := r.SlabInfo
+		state := "allocated"
+		if !o.Allocated {
+			state = "free"
+		}
+		return fmt.Sprintf("%s object %s + %d (%s, slab cache %s)", o.Name, o.Object, o.Offset, state, o.Cache), nil
+	case r.Vmalloc != nil:
+		return fmt.Sprintf("vmalloc area %s-%s from %s", r.Vmalloc.Start, r.Vmalloc.End, r.Vmalloc.Caller), nil
+	case r.Stack != nil:
+		return fmt.Sprintf("the kernel stack of pid %d %q", r.Stack.PID, r.Stack.Comm), nil
+	case r.Symbol != "":
+		return fmt.Sprintf("%s %s", r.Region, crashSymbol(r.Symbol)), nil
+	case r.Region == "user":
+		if lim, err := t.K.Symbol("mmap_min_addr"); err == nil {
+			if v, err := t.K.ReadU64(lim); err == nil && uint64Hex(hex) < v {
+				return fmt.Sprintf("user space below mmap_min_addr (%d), where nothing can be mapped: a NULL pointer (plus an offset) dereferenced", v), nil
+			}
+		}
+		return "user space", nil
+	}
+	return r.Region, nil
+}
+
+func uint64Hex(s string) uint64 {
+	var v uint64
+	fmt.Sscanf(strings.TrimPrefix(s, "0x"), "%x", &v)
+	return v
 }
 
 func (t *Triage) readInt(sym string) (int32, error) {
@@ -318,6 +391,12 @@ func (a *Analysis) text(w io.Writer) error {
 		fmt.Fprintf(w, "\nLargest tasks by RSS (from each task's mm counters):\n\n| pid | comm | RSS | %%MEM |\n|---|---|---|---|\n")
 		for _, e := range a.TopRSS {
 			fmt.Fprintf(w, "| %d | %s | %d kB | %.1f |\n", e.PID, e.Comm, e.RSSKB, e.MemPct)
+		}
+		if len(a.TopSlabs) > 0 {
+			fmt.Fprintf(w, "\nLargest slab caches (kmem -s):\n\n| cache | object size | allocated | total | memory |\n|---|---|---|---|---|\n")
+			for _, c := range a.TopSlabs {
+				fmt.Fprintf(w, "| %s | %d | %d | %d | %s |\n", c.Name, c.ObjectSize, c.Allocated, c.Total, humanBytes(c.Bytes))
+			}
 		}
 	}
 	if len(a.OOMReport) > 0 {

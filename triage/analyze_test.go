@@ -92,6 +92,17 @@ func TestAnalyze(t *testing.T) {
 				if len(a.Memory) == 0 || len(a.TopRSS) == 0 || a.TopRSS[0].Comm != "stress" {
 					t.Errorf("memory %d rows, top RSS %+v", len(a.Memory), a.TopRSS)
 				}
+				// The largest slab caches, largest first; on 6.12 Debian's
+				// makedumpfile may drop slab pages (it does not know 6.10+'s
+				// page types), and then the report says what it missed.
+				for i := 1; i < len(a.TopSlabs); i++ {
+					if a.TopSlabs[i].Bytes > a.TopSlabs[i-1].Bytes {
+						t.Errorf("top slabs out of order: %+v", a.TopSlabs)
+					}
+				}
+				if len(a.TopSlabs) == 0 && (c.set.Name != "6.12" || !strings.Contains(strings.Join(a.Unknown, "\n"), "slab caches")) {
+					t.Errorf("no slab caches and no reason: %v", a.Unknown)
+				}
 				if len(a.OOMReport) < 10 || !strings.Contains(a.OOMReport[0], "invoked oom-killer") || !strings.Contains(a.OOMReport[len(a.OOMReport)-1], "Kernel panic") {
 					t.Errorf("OOM report: %d lines", len(a.OOMReport))
 				}
@@ -109,6 +120,10 @@ func TestAnalyze(t *testing.T) {
 				m := regexp.MustCompile(`BUG: .*(?:address: |dereference at )([0-9a-f]+)`).FindStringSubmatch(console)
 				if m == nil || factOf(a, "faulting address") != m[1] {
 					t.Errorf("faulting address %q, the console %v", factOf(a, "faulting address"), m)
+				}
+				// vmcore_crash writes through a NULL pointer.
+				if w := factOf(a, "faulting address lies in"); !strings.HasPrefix(w, "user space below mmap_min_addr") {
+					t.Errorf("faulting address lies in %q", w)
 				}
 			}
 			var b bytes.Buffer
