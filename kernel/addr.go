@@ -248,15 +248,15 @@ func (k *Kernel) slabObjectAt(addr, page, pageStruct, pageSize uint64) (*SlabObj
 	if err != nil {
 		return nil, fmt.Errorf("struct %s at %#x: %w", l.slab, head, err)
 	}
-	caches, err := k.SlabCaches()
-	var cache *SlabCache
-	for i := range caches {
-		if caches[i].Addr == cacheAddr {
-			cache = &caches[i]
-		}
-	}
-	if cache == nil {
+	ix, err := k.slabCacheIndex()
+	known := ix[cacheAddr]
+	if known == nil {
 		return nil, err // not a slab page (or the list could not be read)
+	}
+	cache := new(SlabCache)
+	*cache = *known
+	if err := k.countSlabCache(l, cache); err != nil {
+		return nil, err
 	}
 	vm, _ := k.symbolValue("vmemmap_base")
 	direct, _ := k.VM.DirectMap()
@@ -398,4 +398,41 @@ func (k *Kernel) VmallocAreas() ([]VmallocArea, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	return out, nil
+}
+
+// SlabCacheOf names the slab cache whose slab holds a direct-map
+// address, for bt -F; "" when it is in none (or cannot be told).
+func (k *Kernel) SlabCacheOf(addr uint64) string {
+	direct, ok := k.VM.DirectMap()
+	l := k.slub()
+	if !ok || addr < direct || l.err != nil {
+		return ""
+	}
+	if vb, err := k.symbolValue("vmalloc_base"); err == nil && addr >= vb {
+		return ""
+	}
+	vm, err1 := k.symbolValue("vmemmap_base")
+	ps, err2 := k.pageStructSize()
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	pageSize := k.Info.PageSize
+	if pageSize == 0 {
+		pageSize = 4096
+	}
+	page := vm + (addr-direct)/pageSize*ps
+	if off, err := k.Types.Offset("page", "compound_head"); err == nil {
+		if v, err := k.ReadU64(page + off); err == nil && v&1 != 0 {
+			page = v - 1
+		}
+	}
+	c, err := k.ReadU64(page + l.slabCache)
+	if err != nil {
+		return ""
+	}
+	ix, _ := k.slabCacheIndex()
+	if sc := ix[c]; sc != nil {
+		return sc.Name
+	}
+	return ""
 }

@@ -60,8 +60,11 @@ type Kernel struct {
 	modules []*Module
 	modErr  error
 
-	slubOnce sync.Once
-	slubL    slubLayout
+	slubOnce   sync.Once
+	slubL      slubLayout
+	slabIxOnce sync.Once
+	slabIx     map[uint64]*SlabCache
+	slabIxErr  error
 }
 
 // CPU is one CPU of the machine.

@@ -181,6 +181,27 @@ func (k *Kernel) loadSLUB() (l slubLayout) {
 
 // SlabCaches reads every cache on the slab_caches list, in list order.
 func (k *Kernel) SlabCaches() ([]SlabCache, error) {
+	return k.slabCaches(true)
+}
+
+// slabCacheIndex is every cache by its address, uncounted, read once:
+// what tells a slab page from another (its slab_cache is one of them).
+func (k *Kernel) slabCacheIndex() (map[uint64]*SlabCache, error) {
+	k.slabIxOnce.Do(func() {
+		cs, err := k.slabCaches(false)
+		if len(cs) == 0 && err != nil {
+			k.slabIxErr = err
+			return
+		}
+		k.slabIx = make(map[uint64]*SlabCache, len(cs))
+		for i := range cs {
+			k.slabIx[cs[i].Addr] = &cs[i]
+		}
+	})
+	return k.slabIx, k.slabIxErr
+}
+
+func (k *Kernel) slabCaches(count bool) ([]SlabCache, error) {
 	l := k.slub()
 	if l.err != nil {
 		return nil, l.err
@@ -203,7 +224,10 @@ func (k *Kernel) SlabCaches() ([]SlabCache, error) {
 			return out, fmt.Errorf("slab_caches list: cycle or more than %d caches at %#x", maxSlabCaches, next)
 		}
 		seen[next] = true
-		c, err := k.slabCache(l, next-l.cacheList)
+		c, err := k.slabCacheHeader(l, next-l.cacheList)
+		if err == nil && count {
+			err = k.countSlabCache(l, &c)
+		}
 		if err != nil {
 			return out, err
 		}
@@ -212,8 +236,9 @@ func (k *Kernel) SlabCaches() ([]SlabCache, error) {
 	}
 }
 
-// slabCache reads one kmem_cache and counts its objects.
-func (k *Kernel) slabCache(l *slubLayout, s uint64) (SlabCache, error) {
+// slabCacheHeader reads what a kmem_cache says of itself, counting
+// nothing.
+func (k *Kernel) slabCacheHeader(l *slubLayout, s uint64) (SlabCache, error) {
 	c := SlabCache{Addr: s}
 	var errs []error
 	u32 := func(off uint64) uint64 {
@@ -242,6 +267,12 @@ func (k *Kernel) slabCache(l *slubLayout, s uint64) (SlabCache, error) {
 		return c, fmt.Errorf("kmem_cache %s at %#x: order %d, size %d", c.Name, s, order, c.Size)
 	}
 	c.SlabSize = l.pageSize << order
+	return c, nil
+}
+
+// countSlabCache fills in the cache's slabs, total and allocated objects.
+func (k *Kernel) countSlabCache(l *slubLayout, c *SlabCache) error {
+	s, cpuSlab := c.Addr, c.cpuSlab
 	var free uint64
 	var unread []string
 	note := func(format string, args ...any) {
@@ -252,7 +283,7 @@ func (k *Kernel) slabCache(l *slubLayout, s uint64) (SlabCache, error) {
 	for i := uint64(0); i < l.nodes; i++ {
 		n, err := k.ReadU64(s + l.node + 8*i)
 		if err != nil {
-			return c, fmt.Errorf("kmem_cache %s node[%d] at %#x: %w", c.Name, i, s+l.node+8*i, err)
+			return fmt.Errorf("kmem_cache %s node[%d] at %#x: %w", c.Name, i, s+l.node+8*i, err)
 		}
 		if n == 0 {
 			continue
@@ -260,7 +291,7 @@ func (k *Kernel) slabCache(l *slubLayout, s uint64) (SlabCache, error) {
 		slabs, err1 := k.ReadU64(n + l.nodeSlabs)
 		total, err2 := k.ReadU64(n + l.nodeTotal)
 		if err := errors.Join(err1, err2); err != nil {
-			return c, fmt.Errorf("kmem_cache %s node %d at %#x: %w", c.Name, i, n, err)
+			return fmt.Errorf("kmem_cache %s node %d at %#x: %w", c.Name, i, n, err)
 		}
 		c.Slabs += slabs
 		c.Total += total
@@ -332,7 +363,7 @@ func (k *Kernel) slabCache(l *slubLayout, s uint64) (SlabCache, error) {
 		fl, err := k.ReadU64(cc + l.cpuFreelist)
 		if err == nil {
 			var n uint64
-			n, err = k.countFreelist(&c, fl)
+			n, err = k.countFreelist(c, fl)
 			free += n
 		}
 		if err != nil {
@@ -347,7 +378,7 @@ func (k *Kernel) slabCache(l *slubLayout, s uint64) (SlabCache, error) {
 	if len(unread) > 0 {
 		c.Unread = strings.Join(unread, "; ")
 	}
-	return c, nil
+	return nil
 }
 
 // slabFree is a slab's free object count: objects - inuse.

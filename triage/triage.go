@@ -701,6 +701,12 @@ func (t *Triage) stackWords(from, to uint64, symbolic bool) []StackWord {
 			w.Value = fmt.Sprintf("%016x", v)
 			if symbolic {
 				w.Symbol = crashSymbol(t.K.SymbolName(v))
+				if w.Symbol == "" {
+					// As crash: a pointer into a slab names its cache.
+					if c := t.K.SlabCacheOf(v); c != "" {
+						w.Symbol = "[" + c + "]"
+					}
+				}
 			}
 		}
 		out = append(out, w)
