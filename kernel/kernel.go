@@ -130,6 +130,21 @@ type Symbols interface {
 	Lookup(addr uint64) (name string, off uint64, ok bool)
 }
 
+// SymbolTyper is an optional part of Symbols: a symbol's nm type letter.
+type SymbolTyper interface {
+	TypeLetter(name string) (byte, bool)
+}
+
+// SymbolType is a kernel symbol's nm type letter (T, D, B, R...).
+func (k *Kernel) SymbolType(name string) (byte, bool) {
+	if st, ok := k.Syms.(SymbolTyper); ok {
+		return st.TypeLetter(name)
+	}
+	return 0, false
+}
+
+func (s vmlinuxSymbols) TypeLetter(name string) (byte, bool) { return s.v.TypeLetter(name) }
+
 type vmlinuxSymbols struct {
 	v     *symbols.Vmlinux
 	kaslr uint64

@@ -269,3 +269,9 @@ func (k *Kallsyms) Lookup(addr uint64) (string, uint64, bool) {
 
 // Len returns the number of symbols.
 func (k *Kallsyms) Len() int { return len(k.byPos) }
+
+// TypeLetter is the type letter the kernel's table stores with a symbol.
+func (k *Kallsyms) TypeLetter(name string) (byte, bool) {
+	c, ok := k.types[name]
+	return c, ok
+}

@@ -310,3 +310,47 @@ func (v *Vmlinux) Banner() (string, error) {
 	}
 	return strings.TrimRight(string(buf), "\x00\n"), nil
 }
+
+// TypeLetter is a symbol's type as nm and crash print it: T text, D
+// data, B bss, R read-only, A absolute, W/V weak; lower case for a local
+// symbol. It is read from the symbol's section flags, as nm does (a
+// vmlinux whose .rodata is writable gives D there, as crash shows).
+func (v *Vmlinux) TypeLetter(name string) (byte, bool) {
+	s, ok := v.syms[name]
+	if !ok {
+		return 0, false
+	}
+	var c byte
+	switch {
+	case s.Section == elf.SHN_UNDEF:
+		return 'U', true
+	case s.Section == elf.SHN_ABS:
+		c = 'a'
+	case int(s.Section) >= len(v.elf.Sections):
+		return 0, false
+	default:
+		sec := v.elf.Sections[s.Section]
+		switch {
+		case sec.Flags&elf.SHF_EXECINSTR != 0:
+			c = 't'
+		case sec.Type == elf.SHT_NOBITS:
+			c = 'b'
+		case sec.Flags&elf.SHF_WRITE != 0:
+			c = 'd'
+		case sec.Flags&elf.SHF_ALLOC != 0:
+			c = 'r'
+		default:
+			c = 'n'
+		}
+	}
+	switch elf.ST_BIND(s.Info) {
+	case elf.STB_WEAK:
+		if elf.ST_TYPE(s.Info) == elf.STT_OBJECT {
+			return 'V', true
+		}
+		return 'W', true
+	case elf.STB_GLOBAL:
+		c -= 'a' - 'A'
+	}
+	return c, true
+}

@@ -144,31 +144,62 @@ func (r *RdResult) text(w io.Writer) error {
 // SymEntry is one answer of `sym`.
 type SymEntry struct {
 	Addr   string `json:"address"`
+	Type   string `json:"type,omitempty"` // nm's letter: T, D, B, R...
 	Symbol string `json:"symbol"`
+	// File and Line: where a text address is in the source (vmlinux
+	// DWARF), the innermost line as crash shows it.
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
 }
 
 // SymResult is `sym`.
 type SymResult []SymEntry
 
-// Sym names an address, or gives a symbol's address.
+// Sym names an address, or gives a symbol's address, with the symbol's
+// type letter and, in text, its source line.
 func (t *Triage) Sym(arg string) (SymResult, error) {
-	if a, err := t.K.Symbol(arg); err == nil {
-		return SymResult{{Addr: fmt.Sprintf("%016x", a), Symbol: arg}}, nil
+	e := SymEntry{}
+	var a uint64
+	base := arg
+	if sa, err := t.K.Symbol(arg); err == nil {
+		a, e.Symbol = sa, arg
+	} else {
+		if a, err = t.parseAddr(arg); err != nil {
+			return nil, err
+		}
+		e.Symbol = crashSymbol(t.K.SymbolName(a))
+		if e.Symbol == "" {
+			return nil, fmt.Errorf("sym: no kernel or module symbol at %#x", a)
+		}
+		base, _, _ = strings.Cut(e.Symbol, "+")
 	}
-	a, err := t.parseAddr(arg)
-	if err != nil {
-		return nil, err
+	e.Addr = fmt.Sprintf("%016x", a)
+	if c, ok := t.K.SymbolType(base); ok {
+		e.Type = string(c)
 	}
-	name := crashSymbol(t.K.SymbolName(a))
-	if name == "" {
-		return nil, fmt.Errorf("sym: no kernel or module symbol at %#x", a)
+	if e.Type == "T" || e.Type == "t" || e.Type == "W" {
+		if ls, err := t.K.SourceLines(a); err == nil && len(ls) > 0 {
+			e.File, e.Line = ls[0].File, ls[0].Line
+		}
 	}
-	return SymResult{{Addr: fmt.Sprintf("%016x", a), Symbol: name}}, nil
+	return SymResult{e}, nil
 }
 
 func (r SymResult) text(w io.Writer) error {
 	for _, e := range r {
-		fmt.Fprintf(w, "%s %s\n", e.Addr, e.Symbol)
+		addr := strings.TrimLeft(e.Addr, "0")
+		if len(addr) < 16 && len(e.Addr) == 16 && addr == "" {
+			addr = "0"
+		}
+		fmt.Fprintf(w, "%s ", addr)
+		if e.Type != "" {
+			fmt.Fprintf(w, "(%s) ", e.Type)
+		}
+		fmt.Fprint(w, e.Symbol)
+		if e.File != "" {
+			fmt.Fprintf(w, " %s: %d", e.File, e.Line)
+		}
+		fmt.Fprintln(w)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"kmem", "kmem [-i | -z | -s [CACHE...] | ADDR]", "memory summary, as crash's kmem -i; -z: every zone's free pages, watermarks and counters; -s: every SLUB cache's object size, allocated and total objects, slabs and slab size (or the named caches); ADDR: where an address lies (user, kernel image, module, vmalloc area with its caller, task stack, page and flags, slab cache and object, allocated or free)"},
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
-	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
+	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address, with its type letter (T, D, B, R...) and, in text, the source line"},
 	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF"},
 	{"runq", "runq", "each CPU's run queue: the current task, then the RT and CFS tasks waiting, as crash's runq"},
 	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
