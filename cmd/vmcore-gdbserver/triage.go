@@ -25,7 +25,7 @@ func newTriageCmds() []*cobra.Command {
 		}
 		c := c
 		var asJSON, all, words, symbolic, physical, lines bool
-		var userPID int
+		var userPID, jobs int
 		var psUser, psKernel, psLeaders, logWall, kmemInfo, kmemZones, kmemSlabs bool
 		operands := c.Name == "rd" || c.Name == "sym" || c.Name == "whatis"
 		var pids, cpus []int
@@ -52,6 +52,12 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 					args, ops = args[:n], args[n:]
 				}
 				vmlinux, dumps := splitVmlinux(args)
+				if c.Name == "analyze" && isFleet(dumps) {
+					if !asJSON {
+						return fmt.Errorf("analyze: several dumps (or a directory): add --json for one record a line")
+					}
+					return analyzeFleet(vmlinux, dumps, jobs, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				}
 				k, vmlinux, closeAll, err := openKernel(vmlinux, dumps, cmd.ErrOrStderr())
 				if err != nil {
 					return err
@@ -129,6 +135,10 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		if c.Name == "mod" {
 			cmd.Flags().StringArrayVar(&modDirs, "modules-dir", nil, "where to look for each module's .ko (repeatable)")
+		}
+		if c.Name == "analyze" {
+			cmd.Flags().IntVar(&jobs, "jobs", 0, "with several dumps or a directory: dumps analyzed at once (default: CPUs, at most 4)")
+			cmd.Use = "analyze [flags] [VMLINUX] VMCORE... | --json [VMLINUX] DIR-or-VMCORE..."
 		}
 		if c.Name == "kmem" {
 			cmd.Flags().BoolVarP(&kmemInfo, "info", "i", false, "the memory summary (the default), as crash's kmem -i")
