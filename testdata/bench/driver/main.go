@@ -254,7 +254,8 @@ print(sum(1 for _ in for_each_task(prog)), "tasks")
 	crashTask := `(?m)^[> ] +\d+ +-?\d+ +\d+ +[0-9a-f]{16} `
 	frame0 := `(?m)^ *#0 `
 
-	var serverRows, triageRows, typesRows []string
+	var serverRows, triageRows, typesRows, analyzeRows []string
+	var fleetArgs []string
 	for _, dir := range os.Args[2:] {
 		vmlinux := filepath.Join(dir, "kernel", "vmlinux")
 		release := filepath.Base(mustEval(dir))
@@ -299,6 +300,21 @@ print(sum(1 for _ in for_each_task(prog)), "tasks")
 				}
 			}
 			triageRows = append(triageRows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", name, ours, crash, drgn, ratio(oursWall, cr), ratio(oursWall, dg)))
+
+			// The seed's analysis: our one command against crash running
+			// the commands a person types for it (sys, ps, kmem -i, bt -fl,
+			// kmem -s, log), and kmem -s alone on both sides.
+			if d == "scale/vmcore.lzo" {
+				continue
+			}
+			fleetArgs = append(fleetArgs, dump)
+			an := run("", bin, "analyze", vmlinux, dump)
+			ks := run("", bin, "kmem", "-s", vmlinux, dump)
+			crA := run("sys\nps\nkmem -i\nbt -fl\nkmem -s\nlog\nexit\n", "crash", "-s", vmlinux, dump)
+			crK := run("kmem -s\nexit\n", "crash", "-s", vmlinux, dump)
+			analyzeRows = append(analyzeRows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s |", name,
+				an.time(fmt.Sprintf("%d MB", an.rssKB/1024)), crA.time(fmt.Sprintf("%d MB", crA.rssKB/1024)), ratio(an.wall, crA),
+				ks.time(fmt.Sprintf("%d caches", count(ks.out, `(?m)^[0-9a-f]{16} `))), crK.time(fmt.Sprintf("%d caches", count(crK.out, `(?m)^[0-9a-f]{16} `))), ratio(ks.wall, crK)))
 		}
 
 		// Types: BTF against DWARF on the same vmlinux and dump where the
@@ -397,6 +413,24 @@ print(sum(1 for _ in for_each_task(prog)), "tasks")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, r := range triageRows {
 		fmt.Println(r)
+	}
+	fmt.Println()
+	fmt.Println("| dump | `analyze` | crash -s: sys; ps; kmem -i; bt -fl; kmem -s; log | ours / crash | `kmem -s` | crash: kmem -s | ours / crash |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, r := range analyzeRows {
+		fmt.Println(r)
+	}
+	if len(fleetArgs) > 0 {
+		// The fleet path: every dump above in one run, each finding its
+		// own vmlinux is not possible here (they are in no debug path),
+		// so the dump's own kallsyms and BTF serve where they exist.
+		for _, jobs := range []string{"1", "2"} {
+			fl := runEnv([]string{"DEBUGINFOD_URLS="}, "", bin, append([]string{"analyze", "--json", "--jobs", jobs}, fleetArgs...)...)
+			n := count(fl.out, `(?m)^\{`)
+			ok := n - count(fl.out, `(?m)^\{[^\n]*"error":`)
+			fmt.Printf("\n`analyze --json --jobs %s` over %d dumps (%d analyzed from their own kallsyms+BTF, the rest error records): %s, %.2f dumps/s, peak RSS %d MB\n",
+				jobs, n, ok, fl.time(""), float64(n)/fl.wall.Seconds(), fl.rssKB/1024)
+		}
 	}
 	fmt.Println()
 	fmt.Println("| dump | types from | raw: type sections read once | serve: start to thread list, peak RSS | `ps` | DWARF vs BTF (serve) | crash -s: ps | drgn: list tasks | ours / raw | ours / crash | ours / drgn |")
