@@ -345,19 +345,24 @@ func (k *Kernel) mapleEntries(mt uint64, l *vmaLayout) ([]uint64, error) {
 		}
 		return []uint64{root}, nil
 	}
-	w := mapleWalk{k: k, l: l, seen: map[uint64]bool{}}
+	return walkMaple(root, l, k.Read)
+}
+
+// walkMaple walks the tree under the encoded root node, reading memory
+// with read.
+func walkMaple(root uint64, l *vmaLayout, read func(p []byte, addr uint64) error) ([]uint64, error) {
+	w := mapleWalk{read: read, l: l, seen: map[uint64]bool{}}
 	w.node(root, 0, ^uint64(0), 0)
 	return w.out, w.err
 }
 
 // mapleWalk is the state of one maple tree walk.
 type mapleWalk struct {
-	k    *Kernel
+	read func(p []byte, addr uint64) error
 	l    *vmaLayout
 	seen map[uint64]bool
 	out  []uint64
 	err  error
-	buf  []byte
 }
 
 // node visits the encoded node enode covering [min, max] at depth.
@@ -385,7 +390,7 @@ func (w *mapleWalk) node(enode, min, max uint64, depth int) {
 		return
 	}
 	buf := make([]byte, w.l.nodeSize)
-	if err := w.k.Read(buf, addr); err != nil {
+	if err := w.read(buf, addr); err != nil {
 		w.err = fmt.Errorf("maple node %#x: %w", addr, err)
 		return
 	}
@@ -516,4 +521,17 @@ func (k *Kernel) nameVMA(v *VMA, l *vmaLayout, mm mmNames) {
 	case v.Start <= mm.startStack && v.End >= mm.startStack:
 		v.Name = "[stack]"
 	}
+}
+
+// PGD is the task's mm->pgd (a kernel virtual address), which crash's
+// vm prints; 0 for a kernel thread.
+func (k *Kernel) PGD(t *Task) (uint64, error) {
+	if t.MM == 0 {
+		return 0, nil
+	}
+	v, err := k.ReadU64(t.MM + k.off.mmPGD)
+	if err != nil {
+		return 0, fmt.Errorf("pid %d mm %#x pgd: %w", t.PID, t.MM, err)
+	}
+	return v, nil
 }
