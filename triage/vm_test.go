@@ -114,7 +114,6 @@ func TestVMFilesTextMatchConsole(t *testing.T) {
 	})
 }
 
-
 // Without a PID, vm and files are the panicking task's (as bt's).
 func TestVMDefaultsToPanicTask(t *testing.T) {
 	forEachSet418(t, func(t *testing.T, set fixtures.Set) {
