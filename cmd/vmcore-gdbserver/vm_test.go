@@ -11,7 +11,7 @@ import (
 // vm and files take the pid as --pid (-p), as bt does; without it they
 // are the panicking task's; without a vmlinux they read the dump's BTF.
 func TestVMFilesCLI(t *testing.T) {
-	vmlinux, dump := fixtures.Path(t, "kernel", "vmlinux"), fixtures.Path(t, "oom", "vmcore.lzo")
+	vmlinux, dump := fixtures.Path(t, "kernel", "vmlinux"), fixtures.Path(t, "oom", "vmcore.elf")
 	out, stderr, code := runCLI(t, "vm", "--json", "--pid", "1", vmlinux, dump)
 	var vm struct {
 		PID  int `json:"pid"`
