@@ -288,24 +288,28 @@ func (k *Kernel) Files(t *Task) (*FileTable, error) {
 	if err != nil {
 		return ft, fmt.Errorf("files_struct %#x fdt: %w", files, err)
 	}
-	max, err1 := k.readU32(fdt + maxOff)
+	nfds, err1 := k.readU32(fdt + maxOff)
 	arr, err2 := k.ReadU64(fdt + fdOff)
 	if err := errors.Join(err1, err2); err != nil {
 		return ft, fmt.Errorf("fdtable %#x: %w", fdt, err)
 	}
-	if max > maxFDs {
-		return ft, fmt.Errorf("fdtable %#x: max_fds %d is over %d", fdt, max, maxFDs)
+	if nfds > maxFDs {
+		return ft, fmt.Errorf("fdtable %#x: max_fds %d is over %d", fdt, nfds, maxFDs)
 	}
-	ft.MaxFDs = uint64(max)
+	ft.MaxFDs = uint64(nfds)
 	// The fd array, read a page at a time: an excluded page loses its
 	// descriptors, said in the error, not the others'.
 	var errs []error
-	const perRead = 512
-	buf := make([]byte, perRead*8)
-	for i := uint64(0); i < uint64(max); i += perRead {
-		n := min(uint64(max)-i, perRead)
-		if err := k.Read(buf[:n*8], arr+i*8); err != nil {
-			errs = append(errs, fmt.Errorf("fdtable %#x fd[%d..%d] at %#x: %w", fdt, i, i+n-1, arr+i*8, err))
+	page := max(k.Dump.PageSize(), 8)
+	buf := make([]byte, page)
+	for i, n := uint64(0), uint64(0); i < ft.MaxFDs; i += n {
+		a := arr + i*8
+		n = min(ft.MaxFDs-i, (page-a%page)/8)
+		if n == 0 {
+			return ft, fmt.Errorf("fdtable %#x: fd array at %#x is not word aligned", fdt, arr)
+		}
+		if err := k.Read(buf[:n*8], a); err != nil {
+			errs = append(errs, fmt.Errorf("fdtable %#x fd[%d..%d] at %#x: %w", fdt, i, i+n-1, a, err))
 			continue
 		}
 		for j := uint64(0); j < n; j++ {

@@ -146,7 +146,7 @@ func (k *Kernel) VMAs(t *Task) ([]VMA, error) {
 		errs = append(errs, fmt.Errorf("dropped %d vm_area_structs whose vm_mm is not mm %#x", foreign, t.MM))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
-	if mcErr == nil && walkErr == nil && int(mapCount) != len(out) {
+	if mcErr == nil && len(errs) == 0 && int(mapCount) != len(out) {
 		errs = append(errs, fmt.Errorf("pid %d: %d mappings found, mm->map_count says %d", t.PID, len(out), mapCount))
 	}
 	return out, errors.Join(errs...)
@@ -462,10 +462,12 @@ func (w *mapleWalk) node(enode, min, max uint64, depth int) {
 // readVMA reads one vm_area_struct and its vm_mm.
 func (k *Kernel) readVMA(a uint64, l *vmaLayout) (VMA, uint64, error) {
 	v := VMA{Addr: a}
-	var errs []error
+	var first error // the fields share a page or two: one reason is enough
 	read := func(off uint64) uint64 {
 		x, err := k.ReadU64(a + off)
-		errs = append(errs, err)
+		if first == nil {
+			first = err
+		}
 		return x
 	}
 	mm := read(l.vmMM)
@@ -474,8 +476,8 @@ func (k *Kernel) readVMA(a uint64, l *vmaLayout) (VMA, uint64, error) {
 	v.Flags = read(l.vmFlags)
 	v.PgOff = read(l.vmPgoff)
 	v.File = read(l.vmFile)
-	if err := errors.Join(errs...); err != nil {
-		return v, 0, fmt.Errorf("vm_area_struct %#x: %w", a, err)
+	if first != nil {
+		return v, 0, fmt.Errorf("vm_area_struct %#x: %w", a, first)
 	}
 	if v.End <= v.Start {
 		return v, 0, fmt.Errorf("vm_area_struct %#x: vm_end %#x not past vm_start %#x", a, v.End, v.Start)
