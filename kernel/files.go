@@ -75,6 +75,7 @@ type pathLayout struct {
 	dParent, dName, dNameLen, dInode, dSB   uint64
 	mntRoot, mountMnt, mountParent, mountMP uint64
 	iMode, iIno, sbType, fsName             uint64
+	dHashPprev                              uint64 // NULL: unhashed (deleted)
 }
 
 // pathLayout looks up the offsets of pathLayout.
@@ -97,6 +98,7 @@ func (k *Kernel) pathLayout() (pathLayout, error) {
 	p.dNameLen = get("dentry", "d_name.len")
 	p.dInode = get("dentry", "d_inode")
 	p.dSB = get("dentry", "d_sb")
+	p.dHashPprev = get("dentry", "d_hash.pprev")
 	p.mntRoot = get("vfsmount", "mnt_root")
 	// struct mount holds the struct vfsmount a path names.
 	p.mountMnt = get("mount", "mnt")
@@ -138,13 +140,32 @@ func (k *Kernel) dentryName(d uint64, l *pathLayout) (string, error) {
 
 // dPath builds a path as the kernel's d_path does: dentry names up the
 // d_parent chain, crossing to a mount's mountpoint in its parent mount
-// at each mount root, up to the root of the mount tree. A dentry that
-// is its own parent but no mount's root (pipes, sockets, anonymous
-// inodes) is named the way those file systems' d_dname name it.
+// at each mount root, up to the root of the mount tree, with
+// " (deleted)" after an unlinked file's. A dentry that is its own parent
+// but no mount's root (pipes, sockets, anonymous inodes, shmem) is named
+// the way those file systems' d_dname name it.
 func (k *Kernel) dPath(dentry, vfsmnt uint64, l *pathLayout) (string, error) {
 	if dentry == 0 || vfsmnt == 0 {
 		return "", fmt.Errorf("path with dentry %#x, vfsmount %#x", dentry, vfsmnt)
 	}
+	p, err := k.walkPath(dentry, vfsmnt, l)
+	if err != nil {
+		return "", err
+	}
+	// d_unlinked: unhashed and not its own parent.
+	parent, err1 := k.ReadU64(dentry + l.dParent)
+	pprev, err2 := k.ReadU64(dentry + l.dHashPprev)
+	if err := errors.Join(err1, err2); err != nil {
+		return "", fmt.Errorf("dentry %#x: %w", dentry, err)
+	}
+	if pprev == 0 && parent != dentry {
+		p += " (deleted)"
+	}
+	return p, nil
+}
+
+// walkPath is dPath's walk up the dentries and mounts.
+func (k *Kernel) walkPath(dentry, vfsmnt uint64, l *pathLayout) (string, error) {
 	mount := vfsmnt - l.mountMnt
 	var parts []string
 	for depth := 0; ; depth++ {
@@ -198,8 +219,9 @@ func (k *Kernel) dPath(dentry, vfsmnt uint64, l *pathLayout) (string, error) {
 }
 
 // pseudoName names a file of an internal mount as its file system's
-// d_dname does: pipe:[INO], socket:[INO], anon_inode:NAME; else /NAME
-// (memfd and other shmem files).
+// d_dname does: pipe:[INO], socket:[INO], anon_inode:NAME; shmem and
+// hugetlbfs files (memfd, MAP_SHARED|MAP_ANONYMOUS) as simple_dname,
+// "/NAME (deleted)"; else /NAME.
 func (k *Kernel) pseudoName(dentry uint64, name string, l *pathLayout) string {
 	fs := ""
 	if sb, err := k.ReadU64(dentry + l.dSB); err == nil && sb != 0 {
@@ -227,6 +249,8 @@ func (k *Kernel) pseudoName(dentry uint64, name string, l *pathLayout) string {
 		return "socket:[" + ino() + "]"
 	case "anon_inodefs":
 		return "anon_inode:" + name
+	case "tmpfs", "shmem", "hugetlbfs":
+		return "/" + name + " (deleted)"
 	}
 	return "/" + name
 }

@@ -204,3 +204,46 @@ func TestPanicTaskUserRegsInVMAs(t *testing.T) {
 		})
 	}
 }
+
+// TestVMAsScale: the scale guest's one process of thousands of threads,
+// each with its own stack mapping, has tens of thousands of VMAs: a
+// maple tree of several levels on 6.1, a long list on 4.18. Every one is
+// found (as many as mm->map_count says, else VMAs errs), in order and
+// without overlap, at least one per thread.
+func TestVMAsScale(t *testing.T) {
+	sets := fixtures.SetsWith418(t)
+	for _, set := range []fixtures.Set{sets[0], sets[2]} {
+		t.Run(set.Name, func(t *testing.T) {
+			k := loadIn(t, set, "scale/vmcore.lzo")
+			threads := map[uint64]int{}
+			var big *Task
+			for _, task := range k.Tasks {
+				if task.MM == 0 {
+					continue
+				}
+				threads[task.MM]++
+				if big == nil || threads[task.MM] > threads[big.MM] {
+					big = task
+				}
+			}
+			if big == nil || threads[big.MM] < 1000 {
+				t.Fatalf("no process of 1000 threads or more")
+			}
+			vmas, err := k.VMAs(big)
+			if err != nil {
+				t.Fatalf("pid %d: %v", big.PID, err)
+			}
+			if len(vmas) < threads[big.MM] {
+				t.Errorf("pid %d: %d VMAs for %d threads", big.PID, len(vmas), threads[big.MM])
+			}
+			prevEnd := uint64(0)
+			for i, v := range vmas {
+				if v.End <= v.Start || v.Start < prevEnd {
+					t.Fatalf("VMA %d %x-%x after one ending at %x", i, v.Start, v.End, prevEnd)
+				}
+				prevEnd = v.End
+			}
+			t.Logf("pid %d %s: %d threads, %d VMAs", big.PID, big.Comm, threads[big.MM], len(vmas))
+		})
+	}
+}
