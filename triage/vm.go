@@ -100,12 +100,10 @@ func (t *Triage) VM(pid int) (*VMResult, error) {
 	} else {
 		r.RSSKB, r.TotalVMKB = m.RSS*kb, m.VSZ*kb
 	}
+	// What could not be read is said with what could: the mm, pgd and
+	// RSS are still worth seeing when the mappings are not.
 	vmas, err := k.VMAs(task)
 	if err != nil {
-		if len(vmas) == 0 && len(notes) == 0 && task.MM != 0 {
-			// Nothing read at all: an error, not an empty table.
-			return nil, err
-		}
 		notes = append(notes, err.Error())
 	}
 	for _, v := range vmas {

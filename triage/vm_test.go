@@ -3,6 +3,7 @@ package triage
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/vmcore"
 )
 
 var (
@@ -185,5 +187,59 @@ func TestVMFilesMatchCrash(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A page the dump lacks leaves vm and files with what could be read and
+// a note saying what could not (the 6.1 dump with PID 1's VMAs' page
+// excluded).
+func TestVMFilesSayWhatIsMissing(t *testing.T) {
+	set := fixtures.Sets(t)[0]
+	full := openWith(t, set, true, "oom/vmcore.lzo")
+	var init *kernel.Task
+	for _, task := range full.K.Tasks {
+		if task.PID == 1 {
+			init = task
+		}
+	}
+	vmas, err := full.K.VMAs(init)
+	if err != nil || len(vmas) == 0 {
+		t.Fatal(err)
+	}
+	ft, err := full.K.Files(init)
+	if err != nil || len(ft.Files) == 0 {
+		t.Fatal(err)
+	}
+	var pfns []uint64
+	for _, a := range []uint64{vmas[0].Addr, ft.Files[0].File} {
+		tr, err := full.K.VM.Translate(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pfns = append(pfns, tr.Phys/full.K.Dump.PageSize())
+	}
+	path := fixtures.ExcludePages(t, set.Path(t, "oom", "vmcore.lzo"), pfns)
+	d, err := vmcore.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	k, err := kernel.Load(d, full.K.Vmlinux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &Triage{K: k, Dumps: []string{path}}
+	out := runText(t, tr, "vm", "1")
+	if !strings.Contains(out, "\nnote: ") || !strings.Contains(out, "excluded from the dump") || !strings.Contains(out, init.Comm) {
+		t.Errorf("vm 1 with VMA %#x excluded:\n%s", vmas[0].Addr, out)
+	}
+	for _, r := range vmRows(out) {
+		if r[0] == fmt.Sprintf("%x", vmas[0].Addr) {
+			t.Errorf("vm 1 shows the excluded VMA: %q", r)
+		}
+	}
+	out = runText(t, tr, "files", "1")
+	if !strings.Contains(out, "excluded from the dump") {
+		t.Errorf("files 1 with struct file %#x excluded:\n%s", ft.Files[0].File, out)
 	}
 }
