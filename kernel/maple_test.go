@@ -16,7 +16,7 @@ import (
 func testMapleLayout() *vmaLayout {
 	r64 := mapleNodeLayout{pivot: 8, nPivots: 15, slot: 128, nSlots: 16, metaEnd: 248, hasMeta: true}
 	a64 := mapleNodeLayout{pivot: 8, nPivots: 9, slot: 80, nSlots: 10, metaEnd: 240, hasMeta: true}
-	return &vmaLayout{nodeSize: 256, leafBelow: 2, denseType: 0, arangeType: 3,
+	return &vmaLayout{nodeSize: 256, leafBelow: 2, arangeType: 3,
 		nodes: map[int64]mapleNodeLayout{1: r64, 2: r64, 3: a64}}
 }
 

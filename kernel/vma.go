@@ -175,7 +175,6 @@ type vmaLayout struct {
 	nodeSize   uint64 // struct maple_node
 	nodes      map[int64]mapleNodeLayout
 	leafBelow  int64 // node types below maple_range_64 are leaves
-	denseType  int64
 	arangeType int64
 
 	path pathLayout
@@ -269,7 +268,8 @@ func (k *Kernel) mapleLayout(l *vmaLayout) error {
 		}
 		types[n] = v
 	}
-	l.leafBelow, l.denseType, l.arangeType = types["maple_range_64"], types["maple_dense"], types["maple_arange_64"]
+	// maple_dense nodes (no pivots) are not among l.nodes: the walk says so.
+	l.leafBelow, l.arangeType = types["maple_range_64"], types["maple_arange_64"]
 	l.nodes = map[int64]mapleNodeLayout{}
 	for _, s := range []struct {
 		member, typ string
