@@ -94,9 +94,9 @@ func TestNoBTFSameAnswers(t *testing.T) {
 		t.Errorf("panicking task %q with BTF, %q with DWARF", pa, pb)
 	}
 
-	// ps (RSS included), kmem -i, log, mod and bt: the same output, text
-	// and JSON.
-	for _, cmd := range [][]string{{"ps"}, {"kmem", "-i"}, {"log"}, {"mod"}, {"bt"}, {"bt", "-a"}} {
+	// ps (RSS included), kmem -i, log, mod, bt, vm and files: the same
+	// output, text and JSON.
+	for _, cmd := range [][]string{{"ps"}, {"kmem", "-i"}, {"log"}, {"mod"}, {"bt"}, {"bt", "-a"}, {"vm"}, {"vm", "1"}, {"files"}, {"files", "1"}} {
 		for _, asJSON := range []bool{false, true} {
 			var x, y bytes.Buffer
 			if err := with.Run(cmd, &x, asJSON); err != nil {

@@ -48,6 +48,8 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address, with its type letter (T, D, B, R...) and, in text, the source line"},
 	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF"},
+	{"vm", "vm [PID]", "the task's memory mappings (the panicking task's without PID): mm, pgd, RSS, total VM, then each VMA's start, end, flags and file (or [heap], [stack], [vdso], [vvar]), as crash's vm"},
+	{"files", "files [PID]", "the task's open files (the panicking task's without PID): root and cwd, then each fd's struct file, dentry, inode, type and path, as crash's files"},
 	{"runq", "runq", "each CPU's run queue: the current task, then the RT and CFS tasks waiting, as crash's runq"},
 	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
 	{"help", "help", "this list"},
@@ -66,6 +68,8 @@ var needsTypes = map[string]string{
 	"log":     "read the printk ring buffer (it needs struct printk_ringbuffer's layout)",
 	"kmem":    "read the memory counters (they need the kernel's enums and struct layouts)",
 	"mod":     "walk the module list (it needs struct module's layout)",
+	"vm":      "read the memory mappings (they need struct mm_struct's and vm_area_struct's layouts)",
+	"files":   "read the open files (they need struct files_struct's and fdtable's layouts)",
 	"analyze": "analyze (reading the tasks, the log and the memory counters needs struct layouts)",
 }
 
@@ -232,6 +236,16 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		var qs []kernel.RunQueue
 		qs, err = t.K.RunQueues()
 		v = runqResult(qs)
+	case "vm", "files":
+		pid, perr := pidOperand(args[0], args[1:])
+		if perr != nil {
+			return perr
+		}
+		if args[0] == "vm" {
+			v, err = t.VM(pid)
+		} else {
+			v, err = t.Files(pid)
+		}
 	case "whatis":
 		if len(args) < 2 {
 			return fmt.Errorf("%w: whatis SYMBOL | struct NAME | union NAME | enum NAME", ErrUsage)

@@ -82,7 +82,7 @@ func ask(t symbols.Types, q typeQuery) (string, bool) {
 }
 
 // TestTypesAgree records every type question the model asks while it
-// loads and runs sys, ps, bt -a, log, kmem and mod on each fixture (BTF
+// loads and runs sys, ps, bt -a, log, kmem, mod, vm and files on each fixture (BTF
 // answering), then asks the vmlinux's DWARF the same questions: every
 // answer, found or not found, must be the same.
 func TestTypesAgree(t *testing.T) {
@@ -113,8 +113,10 @@ func TestTypesAgree(t *testing.T) {
 				t.Fatal(err)
 			}
 			tr := &Triage{K: k, Vmlinux: vmlinux, Dumps: []string{path}}
-			for _, cmd := range [][]string{{"sys"}, {"ps"}, {"bt", "-a"}, {"log"}, {"kmem"}, {"mod"}} {
-				if err := tr.Run(cmd, io.Discard, false); err != nil {
+			for _, cmd := range [][]string{{"sys"}, {"ps"}, {"bt", "-a"}, {"log"}, {"kmem"}, {"mod"}, {"vm", "1"}, {"files", "1"}} {
+				// vm and files ask their questions before reading: a page
+				// the filtered dump lacks (6.12) fails the read, not them.
+				if err := tr.Run(cmd, io.Discard, false); err != nil && !(cmd[0] == "vm" || cmd[0] == "files") {
 					t.Errorf("%s %v: %v", dump, cmd, err)
 				}
 			}

@@ -864,8 +864,8 @@ func TestGDBModules(t *testing.T) {
 // monitor commands answer inside a gdb session.
 func TestGDBMonitor(t *testing.T) {
 	f := gdbFixtures[0]
-	out := runGDB(t, f, "monitor info version", "monitor sys", "monitor ps", "monitor bt", "monitor mod", "monitor kmem -i", "monitor nonsense")
-	for _, want := range []string{"vmcore-gdbserver (kernel", "PANIC: \"Kernel panic - not syncing", "[kthreadd]", "COMMAND: \"stress\"", "panic at ", "qemu_fw_cfg", "TOTAL MEM", "unknown command"} {
+	out := runGDB(t, f, "monitor info version", "monitor sys", "monitor ps", "monitor bt", "monitor mod", "monitor kmem -i", "monitor vm 1", "monitor files 1", "monitor nonsense")
+	for _, want := range []string{"vmcore-gdbserver (kernel", "PANIC: \"Kernel panic - not syncing", "[kthreadd]", "COMMAND: \"stress\"", "panic at ", "qemu_fw_cfg", "TOTAL MEM", "/bin/busybox", "[stack]", "ROOT: /", "/dev/console", "unknown command"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("monitor output lacks %q", want)
 		}

@@ -26,6 +26,7 @@ func newTriageCmds() []*cobra.Command {
 		c := c
 		var asJSON, all, words, symbolic, physical, lines bool
 		var userPID, jobs int
+		var onePID int // vm, files: --pid
 		var psUser, psKernel, psLeaders, logWall, kmemInfo, kmemZones, kmemSlabs bool
 		operands := c.Name == "rd" || c.Name == "sym" || c.Name == "whatis"
 		var pids, cpus []int
@@ -129,6 +130,9 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 				for _, p := range pids {
 					argv = append(argv, strconv.Itoa(p))
 				}
+				if f := cmd.Flags().Lookup("pid"); f != nil && f.Changed && (c.Name == "vm" || c.Name == "files") {
+					argv = append(argv, strconv.Itoa(onePID))
+				}
 				return t.Run(argv, cmd.OutOrStdout(), asJSON)
 			},
 		}
@@ -163,6 +167,10 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		if operands {
 			cmd.Use = c.Name + " [flags] [VMLINUX] VMCORE... -- " + strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(c.Usage, c.Name), " [-s] [-p | -u PID]"))
 			cmd.Example = fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore -- %s", c.Name, map[string]string{"rd": "linux_banner 8", "sym": "panic", "whatis": "handle_mm_fault"}[c.Name])
+		}
+		if c.Name == "vm" || c.Name == "files" {
+			cmd.Flags().IntVarP(&onePID, "pid", "p", 0, "the task with this pid (default: the panicking task), as crash's "+c.Name+" PID")
+			cmd.Example = fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore            # the panicking task\n  vmcore-gdbserver %s --pid 1 vmlinux vmcore\n  vmcore-gdbserver %s --json -p 1 vmcore        # no vmlinux: kallsyms and BTF from the dump", c.Name, c.Name, c.Name)
 		}
 		if c.Name == "bt" {
 			cmd.Flags().BoolVarP(&all, "all", "a", false, "every task")
