@@ -190,6 +190,20 @@ func (t *Triage) Analyze() (*Analysis, error) {
 					a.Backtrace = b.Frames
 				}
 			}
+			// Where the task was in user space when it entered the
+			// kernel: its saved RIP and RSP, in its mappings.
+			for _, f := range a.Backtrace {
+				if !f.User {
+					continue
+				}
+				for _, r := range []string{"rip", "rsp"} {
+					if v := f.Regs[r]; v != "" {
+						if where := t.userVMA(uint64Hex(v)); where != "" {
+							fact("user "+strings.ToUpper(r), v+" in "+where, "the pt_regs saved on kernel entry, and the task's VMAs")
+						}
+					}
+				}
+			}
 		} else {
 			unknown("backtrace", err)
 		}
@@ -285,6 +299,9 @@ func (t *Triage) where(hex string) (string, error) {
 	case r.Symbol != "":
 		return fmt.Sprintf("%s %s", r.Region, crashSymbol(r.Symbol)), nil
 	case r.Region == "user":
+		if where := t.userVMA(uint64Hex(hex)); where != "" {
+			return where, nil
+		}
 		if lim, err := t.K.Symbol("mmap_min_addr"); err == nil {
 			if v, err := t.K.ReadU64(lim); err == nil && uint64Hex(hex) < v {
 				return fmt.Sprintf("user space below mmap_min_addr (%d), where nothing can be mapped: a NULL pointer (plus an offset) dereferenced", v), nil
@@ -293,6 +310,34 @@ func (t *Triage) where(hex string) (string, error) {
 		return "user space", nil
 	}
 	return r.Region, nil
+}
+
+// userVMA names the panicking task's mapping holding a user address, ""
+// when there is no such task or mapping (or its VMAs cannot be read).
+func (t *Triage) userVMA(addr uint64) string {
+	var task *kernel.Task
+	for _, tk := range t.K.Tasks {
+		if tk.Panic && tk.MM != 0 {
+			task = tk
+		}
+	}
+	if task == nil {
+		return ""
+	}
+	vmas, _ := t.K.VMAs(task)
+	for _, v := range vmas {
+		if addr >= v.Start && addr < v.End {
+			name := v.Name
+			switch {
+			case name == "" && v.File != 0:
+				name = fmt.Sprintf("a file (struct file %#x) whose path the dump does not hold: %s", v.File, v.NameErr)
+			case name == "":
+				name = "anonymous memory"
+			}
+			return fmt.Sprintf("pid %d's mapping %x-%x %s %s", task.PID, v.Start, v.End, v.Perms(), name)
+		}
+	}
+	return ""
 }
 
 func uint64Hex(s string) uint64 {

@@ -100,6 +100,13 @@ func TestAnalyze(t *testing.T) {
 						t.Errorf("top slabs out of order: %+v", a.TopSlabs)
 					}
 				}
+				// Where stress was in user space: its text and its stack
+				// (6.12's lzo dump may lack the maple nodes: then absent).
+				rip, rsp := factOf(a, "user RIP"), factOf(a, "user RSP")
+				stressText := strings.Contains(rip, "r-xp /bin/stress") || c.set.Name == "6.12" && strings.Contains(rip, "r-xp a file")
+				if (rip != "" || c.set.Name != "6.12") && (!stressText || !strings.Contains(rsp, "[stack]")) {
+					t.Errorf("user RIP %q, user RSP %q", rip, rsp)
+				}
 				if len(a.TopSlabs) == 0 && (c.set.Name != "6.12" || !strings.Contains(strings.Join(a.Unknown, "\n"), "slab caches")) {
 					t.Errorf("no slab caches and no reason: %v", a.Unknown)
 				}
