@@ -82,13 +82,7 @@ type pathLayout struct {
 func (k *Kernel) pathLayout() (pathLayout, error) {
 	b := k.Types
 	var errs []error
-	get := func(s, m string) uint64 {
-		n, err := b.Offset(s, m)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return n
-	}
+	get := offsetGetter(b, &errs)
 	var p pathLayout
 	p.fPathMnt = get("file", "f_path.mnt")
 	p.fPathDentry = get("file", "f_path.dentry")

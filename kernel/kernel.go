@@ -366,17 +366,23 @@ func (k *Kernel) Warnings() []string {
 	return append([]string(nil), k.warnings...)
 }
 
+// offsetGetter looks struct members up, collecting each one missing in
+// errs, so that one error names them all.
+func offsetGetter(b symbols.Types, errs *[]error) func(structName, member string) uint64 {
+	return func(structName, member string) uint64 {
+		n, err := b.Offset(structName, member)
+		if err != nil {
+			*errs = append(*errs, err)
+		}
+		return n
+	}
+}
+
 func (k *Kernel) loadOffsets() error {
 	b := k.Types
 	o := &k.off
 	var errs []error
-	get := func(s, m string) uint64 {
-		n, err := b.Offset(s, m)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return n
-	}
+	get := offsetGetter(b, &errs)
 	try := func(s string, ms ...string) uint64 {
 		for _, m := range ms {
 			if n, err := b.Offset(s, m); err == nil {

@@ -104,11 +104,7 @@ func (k *Kernel) loadSLUB() (l slubLayout) {
 		l.slab = "page"
 	}
 	var errs []error
-	off := func(s, path string) uint64 {
-		v, err := b.Offset(s, path)
-		errs = append(errs, err)
-		return v
-	}
+	off := offsetGetter(b, &errs)
 	l.cacheList = off("kmem_cache", "list")
 	l.cacheName = off("kmem_cache", "name")
 	l.objectSize = off("kmem_cache", "object_size")

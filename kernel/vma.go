@@ -194,13 +194,7 @@ func (k *Kernel) vmaLayout() (*vmaLayout, error) {
 	b := k.Types
 	l := &vmaLayout{}
 	var errs []error
-	get := func(s, m string) uint64 {
-		n, err := b.Offset(s, m)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return n
-	}
+	get := offsetGetter(b, &errs)
 	l.mmStartBrk = get("mm_struct", "start_brk")
 	l.mmBrk = get("mm_struct", "brk")
 	l.mmStartStack = get("mm_struct", "start_stack")

@@ -2,35 +2,12 @@ package triage
 
 import (
 	"bytes"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 )
-
-// consoleBlock returns the lines a fixture guest printed between
-// "VMCORE-FIXTURE: NAME begin" and "... end" in a scenario's console log.
-func consoleBlock(t testing.TB, set fixtures.Set, scenario, name string) []string {
-	t.Helper()
-	b, err := os.ReadFile(set.Path(t, scenario, "console.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.ReplaceAll(string(b), "\r", "")
-	begin, end := "VMCORE-FIXTURE: "+name+" begin\n", "VMCORE-FIXTURE: "+name+" end"
-	i := strings.Index(s, begin)
-	if i < 0 {
-		t.Fatalf("%s/%s/console.log has no %q block: fixtures from an older recipe (run make fixtures)", set.Name, scenario, name)
-	}
-	s = s[i+len(begin):]
-	j := strings.Index(s, end)
-	if j < 0 {
-		t.Fatalf("%s/%s/console.log: %q block not ended", set.Name, scenario, name)
-	}
-	return strings.Split(strings.TrimSuffix(s[:j], "\n"), "\n")
-}
 
 // slabinfoRow is one cache of /proc/slabinfo (version 2.1).
 type slabinfoRow struct{ objsize, perSlab, pagesPerSlab uint64 }
@@ -71,7 +48,7 @@ func TestKmemSlabsMatchSlabinfo(t *testing.T) { forEachSet418(t, testKmemSlabsMa
 func testKmemSlabsMatchSlabinfo(t *testing.T, set fixtures.Set) {
 	for _, scenario := range []string{"oom", "modcrash"} {
 		t.Run(scenario, func(t *testing.T) {
-			want := parseSlabinfo(t, consoleBlock(t, set, scenario, "/proc/slabinfo"))
+			want := parseSlabinfo(t, fixtures.ConsoleSection(t, set, scenario, "/proc/slabinfo"))
 			tr := openWith(t, set, true, scenario+"/vmcore.elf")
 			l, err := tr.KmemSlabs(nil)
 			if err != nil {
