@@ -30,7 +30,7 @@ const (
 // slab (the nodes' and the CPUs') and every CPU's active slab and
 // lockless freelist.
 type SlabCache struct {
-	Addr       uint64 `json:"address"`
+	Addr       uint64 `json:"-"`
 	Name       string `json:"name"`
 	ObjectSize uint64 `json:"object_size"` // kmem_cache.object_size: what callers asked for
 	Size       uint64 `json:"slot_size"`   // kmem_cache.size: the object with its metadata
