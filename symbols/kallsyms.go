@@ -25,6 +25,7 @@ type Kallsyms struct {
 type ksym struct {
 	addr uint64
 	name string
+	typ  byte
 }
 
 // Bounds on what the dumped table may claim. A 6.12 kernel has about
@@ -145,7 +146,7 @@ func LoadKallsyms(mem MemReader, vmcoreinfo map[string]uint64) (*Kallsyms, error
 		if _, dup := k.addrs[name]; !dup || typ == 'T' || typ == 'D' || typ == 'B' || typ == 'R' {
 			k.addrs[name], k.types[name] = addrs[i], typ
 		}
-		k.byPos = append(k.byPos, ksym{addrs[i], name})
+		k.byPos = append(k.byPos, ksym{addrs[i], name, typ})
 	}
 	sort.SliceStable(k.byPos, func(i, j int) bool { return k.byPos[i].addr < k.byPos[j].addr })
 	return k, nil
@@ -274,4 +275,21 @@ func (k *Kallsyms) Len() int { return len(k.byPos) }
 func (k *Kallsyms) TypeLetter(name string) (byte, bool) {
 	c, ok := k.types[name]
 	return c, ok
+}
+
+// KallsymsEntry is one symbol of the kernel's table.
+type KallsymsEntry struct {
+	Name string
+	Addr uint64
+	Type byte // the letter the table stores: T, t, D, d, B, b, R, r, A...
+}
+
+// Entries lists the table's symbols in address order (for an equal
+// address, in the table's order).
+func (k *Kallsyms) Entries() []KallsymsEntry {
+	out := make([]KallsymsEntry, 0, len(k.byPos))
+	for _, s := range k.byPos {
+		out = append(out, KallsymsEntry{Name: s.name, Addr: s.addr, Type: s.typ})
+	}
+	return out
 }
