@@ -47,7 +47,8 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
-	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF"},
+	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF; without a vmlinux from the dump's BTF (its functions, per-CPU variables and types)"},
+	{"struct", "struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL", "the struct (or union) NAME at an address, its members' values nested as crash prints them; .MEMBER (a.b, a,b): only those members; NAME alone: its definition"},
 	{"runq", "runq", "each CPU's run queue: the current task, then the RT and CFS tasks waiting, as crash's runq"},
 	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
 	{"help", "help", "this list"},
@@ -67,6 +68,7 @@ var needsTypes = map[string]string{
 	"kmem":    "read the memory counters (they need the kernel's enums and struct layouts)",
 	"mod":     "walk the module list (it needs struct module's layout)",
 	"analyze": "analyze (reading the tasks, the log and the memory counters needs struct layouts)",
+	"struct":  "print a struct (its layout comes from the kernel's types)",
 }
 
 func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
@@ -232,13 +234,31 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		if len(args) < 2 {
 			return fmt.Errorf("%w: whatis SYMBOL | struct NAME | union NAME | enum NAME", ErrUsage)
 		}
-		if t.K.Vmlinux == nil {
-			return fmt.Errorf("whatis: needs the vmlinux's DWARF (no vmlinux given; not read from BTF yet)")
-		}
 		var d *symbols.Description
-		d, err = t.K.Vmlinux.Whatis(strings.Join(args[1:], " "))
+		d, err = t.Whatis(strings.Join(args[1:], " "))
 		if err == nil {
 			v = whatisResult{d}
+		}
+	case "struct":
+		switch len(args) {
+		case 2:
+			// crash's struct NAME: the definition.
+			name := args[1]
+			if !strings.HasPrefix(name, "union ") {
+				name = "struct " + name
+			}
+			if strings.Contains(args[1], ".") {
+				return fmt.Errorf("%w: struct NAME.MEMBER needs an address", ErrUsage)
+			}
+			var d *symbols.Description
+			d, err = t.Whatis(name)
+			if err == nil {
+				v = whatisResult{d}
+			}
+		case 3:
+			v, err = t.Struct(args[1], args[2])
+		default:
+			return fmt.Errorf("%w: struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL", ErrUsage)
 		}
 	case "help":
 		v = helpText{}
@@ -1041,6 +1061,32 @@ func (r runqResult) text(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// Whatis describes a name from the vmlinux's DWARF; without a vmlinux
+// (or one without DWARF) from the model's type source, the dump's BTF,
+// which has fewer names: its functions, per-CPU variables and types.
+func (t *Triage) Whatis(name string) (*symbols.Description, error) {
+	var dwarfErr error
+	if t.K.Vmlinux != nil {
+		d, err := t.K.Vmlinux.Whatis(name)
+		if err == nil || errors.Is(err, symbols.ErrNotFound) {
+			return d, err
+		}
+		dwarfErr = err
+	}
+	l, ok := t.K.Types.(symbols.TypeLookup)
+	if _, btf := t.K.Types.(*symbols.BTF); !ok || !btf {
+		if dwarfErr != nil {
+			return nil, dwarfErr
+		}
+		return nil, fmt.Errorf("whatis: needs the vmlinux's DWARF or the kernel's BTF (type source: %s)", symbols.TypesName(t.K.Types))
+	}
+	d, err := symbols.WhatisFrom(l, name, symbols.TypesName(t.K.Types))
+	if err != nil {
+		return nil, errNoName(name, symbols.TypesName(t.K.Types), err)
+	}
+	return d, nil
 }
 
 // whatisResult is `whatis`.

@@ -1,0 +1,516 @@
+package triage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
+)
+
+// Bounds of one `struct`: bytes read from the dump, elements shown of
+// one array (gdb's default `print elements`), and the run length from
+// which equal array elements are shown once with <repeats N times>
+// (gdb's `repeats`).
+const (
+	maxStructBytes  = 64 << 10
+	maxArrayShown   = 200
+	repeatThreshold = 10
+)
+
+// StructValue is one node of `struct`'s output: a scalar's value, or a
+// struct's, union's or array's members (array elements are named [i]).
+type StructValue struct {
+	Name    string        `json:"name"`
+	Type    string        `json:"type"`
+	Value   string        `json:"value,omitempty"`
+	Members []StructValue `json:"members,omitempty"`
+	// Elided counts array elements past those shown.
+	Elided uint64 `json:"elided,omitempty"`
+
+	array bool
+}
+
+// StructResult is `struct NAME[.MEMBER[,MEMBER...]] ADDR`.
+type StructResult struct {
+	Type    string `json:"type"`
+	Address string `json:"address"`
+	// Value is the whole struct; Members the members asked for instead.
+	Value   *StructValue  `json:"value,omitempty"`
+	Members []StructValue `json:"members,omitempty"`
+	Notes   []string      `json:"notes,omitempty"`
+}
+
+// typeLookup is the model's type source as a TypeLookup, or why not.
+func (t *Triage) typeLookup(cmd string) (symbols.TypeLookup, error) {
+	l, ok := t.K.Types.(symbols.TypeLookup)
+	if !ok {
+		return nil, fmt.Errorf("%s: the type source (%s) cannot give whole types", cmd, symbols.TypesName(t.K.Types))
+	}
+	return l, nil
+}
+
+// structType finds NAME as crash's struct command does: a struct, else
+// a union, else a typedef of one.
+func structType(l symbols.TypeLookup, name string) (*symbols.CType, error) {
+	if strings.HasPrefix(name, "struct ") || strings.HasPrefix(name, "union ") {
+		return l.LookupType(name)
+	}
+	var first error
+	for _, n := range []string{"struct " + name, "union " + name, name} {
+		ct, err := l.LookupType(n)
+		if err == nil {
+			if r := ct.Resolved(); r != nil && (r.Kind == symbols.TypeStruct || r.Kind == symbols.TypeUnion) {
+				return ct, nil
+			}
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		first = fmt.Errorf("%w: %s is not a struct or union", symbols.ErrNoType, name)
+	}
+	return nil, first
+}
+
+// Struct reads a struct (or the members named after its name: "a",
+// "a.b", "a,b") at addr (hex, or a symbol) and gives its values.
+func (t *Triage) Struct(spec, addrArg string) (*StructResult, error) {
+	l, err := t.typeLookup("struct")
+	if err != nil {
+		return nil, err
+	}
+	name, members, hasMembers := strings.Cut(spec, ".")
+	ct, err := structType(l, name)
+	if err != nil {
+		return nil, fmt.Errorf("struct %s: %w", name, err)
+	}
+	root := ct.Resolved()
+	if root.Incomplete {
+		return nil, fmt.Errorf("struct %s: only declared, no definition in %s", name, symbols.TypesName(t.K.Types))
+	}
+	addr, err := t.parseAddr(addrArg)
+	if err != nil {
+		return nil, fmt.Errorf("struct %s: %w", name, err)
+	}
+	res := &StructResult{Type: symbols.Declare(ct, ""), Address: fmt.Sprintf("%x", addr)}
+	p := &valuePrinter{t: t}
+	if !hasMembers {
+		size := root.Size
+		if size > maxStructBytes {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s is %d bytes: only its first %d are read", res.Type, size, maxStructBytes))
+			size = maxStructBytes
+		}
+		buf, err := t.readStruct(res.Type, addr, 0, size)
+		if err != nil {
+			return nil, err
+		}
+		p.buf, p.base = buf, 0
+		v := p.value("", ct, 0, 0, 0)
+		res.Value = &v
+		return res, nil
+	}
+	for _, path := range strings.Split(members, ",") {
+		m, err := memberPath(ct, path)
+		if err != nil {
+			return nil, fmt.Errorf("struct %s: %w", name, err)
+		}
+		lo := m.BitOffset / 8
+		hi := (m.BitOffset + m.BitSize + 7) / 8
+		if m.BitSize == 0 {
+			hi = lo + m.Type.ByteSize()
+		}
+		if hi-lo > maxStructBytes {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s.%s is %d bytes: only its first %d are read", name, path, hi-lo, maxStructBytes))
+			hi = lo + maxStructBytes
+		}
+		buf, err := t.readStruct(res.Type+"."+path, addr, lo, hi-lo)
+		if err != nil {
+			return nil, err
+		}
+		p.buf, p.base = buf, lo*8
+		leaf := path[strings.LastIndexByte(path, '.')+1:]
+		res.Members = append(res.Members, p.value(leaf, m.Type, m.BitOffset, m.BitSize, 0))
+	}
+	return res, nil
+}
+
+// memberPath follows "a.b.c" from ct (anonymous structs and unions are
+// looked through); the offset is from the start of ct.
+func memberPath(ct *symbols.CType, path string) (symbols.CMember, error) {
+	var acc symbols.CMember
+	cur := ct
+	for i, part := range strings.Split(path, ".") {
+		m, ok := cur.Member(part)
+		if !ok {
+			if r := cur.Resolved(); r == nil || r.Kind != symbols.TypeStruct && r.Kind != symbols.TypeUnion {
+				return acc, fmt.Errorf("%s: %s is %s, not a struct or union", path, strings.Join(strings.Split(path, ".")[:i], "."), symbols.Declare(cur, ""))
+			}
+			return acc, fmt.Errorf("%w: %s has no member %s", symbols.ErrNoType, symbols.Declare(cur, ""), part)
+		}
+		acc.BitOffset += m.BitOffset
+		acc.BitSize, acc.Type, acc.Name = m.BitSize, m.Type, m.Name
+		cur = m.Type
+	}
+	return acc, nil
+}
+
+// readStruct reads n bytes at addr+off, or says which bytes could not be.
+func (t *Triage) readStruct(what string, addr, off, n uint64) ([]byte, error) {
+	buf := make([]byte, n)
+	if err := t.K.Read(buf, addr+off); err != nil {
+		return nil, fmt.Errorf("struct: %s at 0x%x: cannot read %d bytes at 0x%x: %w", what, addr, n, addr+off, err)
+	}
+	return buf, nil
+}
+
+// valuePrinter makes values out of buf, which holds the bytes from bit
+// base of the outermost struct on.
+type valuePrinter struct {
+	t    *Triage
+	buf  []byte
+	base uint64
+}
+
+// bytesAt returns the n bytes at bit offset bits, or false past what was read.
+func (p *valuePrinter) bytesAt(bits, n uint64) ([]byte, bool) {
+	if bits < p.base || (bits-p.base)%8 != 0 {
+		return nil, false
+	}
+	off := (bits - p.base) / 8
+	if off > uint64(len(p.buf)) || n > uint64(len(p.buf))-off {
+		return nil, false
+	}
+	return p.buf[off : off+n], true
+}
+
+func (p *valuePrinter) value(name string, ct *symbols.CType, bits, bitSize uint64, depth int) StructValue {
+	v := StructValue{Name: name, Type: symbols.Declare(ct, "")}
+	r := ct.Resolved()
+	if depth > 64 || r == nil {
+		v.Value = "<void>"
+		return v
+	}
+	switch r.Kind {
+	case symbols.TypeStruct, symbols.TypeUnion:
+		if r.Incomplete {
+			v.Value = "<incomplete type>"
+			return v
+		}
+		for _, m := range r.Members {
+			v.Members = append(v.Members, p.value(m.Name, m.Type, bits+m.BitOffset, m.BitSize, depth+1))
+		}
+		if v.Members == nil {
+			v.Members = []StructValue{}
+		}
+		return v
+	case symbols.TypeArray:
+		es := r.Elem.ByteSize()
+		if er := r.Elem.Resolved(); er != nil && er.Kind == symbols.TypeChar {
+			b, ok := p.bytesAt(bits, r.Len)
+			if !ok {
+				v.Value = "<not read>"
+				return v
+			}
+			v.Value = gdbString(b)
+			return v
+		}
+		v.array = true
+		n := r.Len
+		if n > maxArrayShown {
+			v.Elided, n = n-maxArrayShown, maxArrayShown
+		}
+		for i := uint64(0); i < n; i++ {
+			if _, ok := p.bytesAt(bits+i*es*8, es); !ok {
+				v.Elided += n - i
+				break
+			}
+			v.Members = append(v.Members, p.value(fmt.Sprintf("[%d]", i), r.Elem, bits+i*es*8, 0, depth+1))
+		}
+		if v.Members == nil && v.Elided == 0 {
+			v.Members = []StructValue{}
+		}
+		return v
+	}
+	v.Value = p.scalar(r, bits, bitSize)
+	return v
+}
+
+// scalar formats an int, bool, char, enum, float or pointer as gdb does.
+func (p *valuePrinter) scalar(r *symbols.CType, bits, bitSize uint64) string {
+	size := r.Size
+	if r.Kind == symbols.TypePointer && size == 0 {
+		size = 8
+	}
+	var u uint64
+	if bitSize > 0 {
+		lo := bits / 8 * 8
+		nbytes := (bits + bitSize - lo + 7) / 8
+		b, ok := p.bytesAt(lo, nbytes)
+		if !ok || nbytes > 9 || bitSize > 64 {
+			return "<not read>"
+		}
+		var wide [16]byte
+		copy(wide[:], b)
+		lo64 := binary.LittleEndian.Uint64(wide[:])
+		hi64 := binary.LittleEndian.Uint64(wide[8:])
+		sh := bits - lo
+		u = lo64 >> sh
+		if sh > 0 {
+			u |= hi64 << (64 - sh)
+		}
+		if bitSize < 64 {
+			u &= 1<<bitSize - 1
+			if r.Signed && u&(1<<(bitSize-1)) != 0 {
+				u |= ^uint64(0) << bitSize
+			}
+		}
+	} else {
+		b, ok := p.bytesAt(bits, size)
+		if !ok {
+			return "<not read>"
+		}
+		switch size {
+		case 1, 2, 4, 8:
+			var wide [8]byte
+			copy(wide[:], b)
+			u = binary.LittleEndian.Uint64(wide[:])
+			if r.Signed && size < 8 && u&(1<<(size*8-1)) != 0 {
+				u |= ^uint64(0) << (size * 8)
+			}
+		default:
+			// __int128, long double and the like: the bytes, most
+			// significant first.
+			var s strings.Builder
+			s.WriteString("0x")
+			for i := len(b) - 1; i >= 0; i-- {
+				fmt.Fprintf(&s, "%02x", b[i])
+			}
+			return s.String()
+		}
+	}
+	switch r.Kind {
+	case symbols.TypeBool:
+		switch u {
+		case 0:
+			return "false"
+		case 1:
+			return "true"
+		}
+		return strconv.FormatUint(u, 10)
+	case symbols.TypeChar:
+		return fmt.Sprintf("%d '%s'", charValue(u, r.Signed), gdbChar(byte(u), '\''))
+	case symbols.TypeEnum:
+		for _, e := range r.Enumerators {
+			if uint64(e.Value) == u || size < 8 && uint64(e.Value)&(1<<(size*8)-1) == u&(1<<(size*8)-1) {
+				return e.Name
+			}
+		}
+		if r.Signed {
+			return strconv.FormatInt(int64(u), 10)
+		}
+		return strconv.FormatUint(u, 10)
+	case symbols.TypeFloat:
+		switch size {
+		case 4:
+			return strconv.FormatFloat(float64(math.Float32frombits(uint32(u))), 'g', -1, 32)
+		case 8:
+			return strconv.FormatFloat(math.Float64frombits(u), 'g', -1, 64)
+		}
+	case symbols.TypePointer:
+		s := fmt.Sprintf("0x%x", u)
+		if e := r.Elem.Resolved(); u != 0 && e != nil && e.Kind == symbols.TypeFunction {
+			if n := crashSymbol(p.t.K.SymbolName(u)); n != "" {
+				s += " <" + n + ">"
+			}
+		}
+		return s
+	}
+	if r.Signed {
+		return strconv.FormatInt(int64(u), 10)
+	}
+	return strconv.FormatUint(u, 10)
+}
+
+func charValue(u uint64, signed bool) int64 {
+	if signed {
+		return int64(int8(u))
+	}
+	return int64(uint8(u))
+}
+
+// gdbChar escapes c as gdb does inside quotes q.
+func gdbChar(c byte, q byte) string {
+	switch c {
+	case '\\':
+		return `\\`
+	case q:
+		return `\` + string(q)
+	case '\a':
+		return `\a`
+	case '\b':
+		return `\b`
+	case '\f':
+		return `\f`
+	case '\n':
+		return `\n`
+	case '\r':
+		return `\r`
+	case '\t':
+		return `\t`
+	case '\v':
+		return `\v`
+	case 033:
+		return `\033`
+	}
+	if c < 0x20 || c >= 0x7f {
+		return fmt.Sprintf(`\%03o`, c)
+	}
+	return string(c)
+}
+
+// gdbString writes a char array as gdb prints it: one trailing NUL
+// dropped, runs of more than repeatThreshold equal characters as
+// 'c' <repeats N times>, at most maxArrayShown characters then "...".
+func gdbString(b []byte) string {
+	if len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	if len(b) == 0 {
+		return `""`
+	}
+	more := len(b) > maxArrayShown
+	if more {
+		b = b[:maxArrayShown]
+	}
+	var parts []string
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() > 0 {
+			parts = append(parts, `"`+cur.String()+`"`)
+			cur.Reset()
+		}
+	}
+	for i := 0; i < len(b); {
+		j := i
+		for j < len(b) && b[j] == b[i] {
+			j++
+		}
+		if n := j - i; n > repeatThreshold {
+			flush()
+			parts = append(parts, fmt.Sprintf("'%s' <repeats %d times>", gdbChar(b[i], '\''), n))
+		} else {
+			for k := i; k < j; k++ {
+				cur.WriteString(gdbChar(b[k], '"'))
+			}
+		}
+		i = j
+	}
+	flush()
+	s := strings.Join(parts, ", ")
+	if more {
+		s += "..."
+	}
+	return s
+}
+
+func (r *StructResult) text(w io.Writer) error {
+	var b strings.Builder
+	if r.Value != nil {
+		fmt.Fprintf(&b, "%s ", r.Type)
+		writeValue(&b, *r.Value, 0)
+		b.WriteString("\n")
+	}
+	for _, m := range r.Members {
+		b.WriteString("  ")
+		if m.Name != "" {
+			b.WriteString(m.Name + " = ")
+		}
+		writeValue(&b, m, 2)
+		b.WriteString("\n")
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeValue writes v's value (not its name) as gdb's print pretty
+// does; indent is the column of the line it starts on.
+func writeValue(b *strings.Builder, v StructValue, indent int) {
+	switch {
+	case v.array:
+		writeArray(b, v, indent)
+	case v.Members != nil:
+		if len(v.Members) == 0 {
+			b.WriteString("{}")
+			return
+		}
+		b.WriteString("{\n")
+		pad := strings.Repeat(" ", indent+2)
+		for i, m := range v.Members {
+			b.WriteString(pad)
+			if m.Name != "" {
+				b.WriteString(m.Name + " = ")
+			}
+			writeValue(b, m, indent+2)
+			if i < len(v.Members)-1 {
+				b.WriteString(",")
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString(strings.Repeat(" ", indent) + "}")
+	default:
+		b.WriteString(v.Value)
+	}
+}
+
+// writeArray writes {a, b, c}: equal elements in runs of more than
+// repeatThreshold as one with <repeats N times>; struct elements as
+// gdb does, {{ ... }, { ... }} with their members two columns further in.
+func writeArray(b *strings.Builder, v StructValue, indent int) {
+	type run struct {
+		text string
+		n    int
+	}
+	var runs []run
+	for _, e := range v.Members {
+		var s strings.Builder
+		writeValue(&s, e, indent+2)
+		if len(runs) > 0 && runs[len(runs)-1].text == s.String() {
+			runs[len(runs)-1].n++
+			continue
+		}
+		runs = append(runs, run{s.String(), 1})
+	}
+	var parts []string
+	for _, r := range runs {
+		if r.n > repeatThreshold {
+			parts = append(parts, r.text+fmt.Sprintf(" <repeats %d times>", r.n))
+			continue
+		}
+		for i := 0; i < r.n; i++ {
+			parts = append(parts, r.text)
+		}
+	}
+	s := strings.Join(parts, ", ")
+	if v.Elided > 0 {
+		s += "..."
+	}
+	b.WriteString("{" + s + "}")
+}
+
+// errNoName is whatis's answer for a name the dump's BTF does not have.
+func errNoName(name, source string, err error) error {
+	if errors.Is(err, symbols.ErrNoType) {
+		return fmt.Errorf("whatis: %s: %s has no such name (the vmlinux's DWARF has more: give the vmlinux)", name, source)
+	}
+	return fmt.Errorf("whatis: %s: %w", name, err)
+}
