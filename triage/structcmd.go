@@ -12,15 +12,19 @@ import (
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
 
-// Bounds of one `struct`: bytes read from the dump, elements shown of
-// one array (gdb's default `print elements`), and the run length from
-// which equal array elements are shown once with <repeats N times>
-// (gdb's `repeats`).
+// Bounds of one `struct`: bytes read from the dump and elements shown of
+// one array (or characters of a string), the rest elided as "..." (512:
+// crash's gdb `print elements`). crash prints arrays whole, with no
+// <repeats N times> runs: so do we, up to the bound.
 const (
-	maxStructBytes  = 64 << 10
-	maxArrayShown   = 200
-	repeatThreshold = 10
+	maxStructBytes = 64 << 10
+	maxArrayShown  = 512
 )
+
+// kernelHalf is where kernel addresses start: a pointer below it (a
+// per-CPU offset, a small number) is not named by the symbol it would
+// fall in.
+const kernelHalf = 0xffff800000000000
 
 // StructValue is one node of `struct`'s output: a scalar's value, or a
 // struct's, union's or array's members (array elements are named [i]).
@@ -33,9 +37,13 @@ type StructValue struct {
 	Elided uint64 `json:"elided,omitempty"`
 
 	array bool
+	comma bool // a member line crash ends with ","
 }
 
-// StructResult is `struct NAME[.MEMBER[,MEMBER...]] ADDR`.
+// StructResult is `struct NAME[.MEMBER[,MEMBER...]] ADDR`. Members are
+// named by the path asked for ("thread.sp") and printed as crash prints
+// them: each member's line as in the whole struct's print, so with a
+// comma unless it is the last member of the struct holding it.
 type StructResult struct {
 	Type    string `json:"type"`
 	Address string `json:"address"`
@@ -100,7 +108,7 @@ func (t *Triage) Struct(spec, addrArg string) (*StructResult, error) {
 		return nil, fmt.Errorf("struct %s: %w", name, err)
 	}
 	res := &StructResult{Type: symbols.Declare(ct, ""), Address: fmt.Sprintf("%x", addr)}
-	p := &valuePrinter{t: t}
+	p := &valuePrinter{t: t, addr: addr}
 	if !hasMembers {
 		size := root.Size
 		if size > maxStructBytes {
@@ -117,7 +125,7 @@ func (t *Triage) Struct(spec, addrArg string) (*StructResult, error) {
 		return res, nil
 	}
 	for _, path := range strings.Split(members, ",") {
-		m, err := memberPath(ct, path)
+		m, last, err := memberPath(ct, path)
 		if err != nil {
 			return nil, fmt.Errorf("struct %s: %w", name, err)
 		}
@@ -135,30 +143,53 @@ func (t *Triage) Struct(spec, addrArg string) (*StructResult, error) {
 			return nil, err
 		}
 		p.buf, p.base = buf, lo*8
-		leaf := path[strings.LastIndexByte(path, '.')+1:]
-		res.Members = append(res.Members, p.value(leaf, m.Type, m.BitOffset, m.BitSize, 0))
+		v := p.value(path, m.Type, m.BitOffset, m.BitSize, 0)
+		v.comma = !last
+		res.Members = append(res.Members, v)
 	}
 	return res, nil
 }
 
 // memberPath follows "a.b.c" from ct (anonymous structs and unions are
-// looked through); the offset is from the start of ct.
-func memberPath(ct *symbols.CType, path string) (symbols.CMember, error) {
-	var acc symbols.CMember
+// looked through); the offset is from the start of ct. last says the
+// member is the last of the struct holding it (crash prints its line
+// from the whole struct's, so without the comma).
+func memberPath(ct *symbols.CType, path string) (acc symbols.CMember, last bool, err error) {
 	cur := ct
 	for i, part := range strings.Split(path, ".") {
-		m, ok := cur.Member(part)
+		m, isLast, ok := memberIn(cur, part, 0)
 		if !ok {
 			if r := cur.Resolved(); r == nil || r.Kind != symbols.TypeStruct && r.Kind != symbols.TypeUnion {
-				return acc, fmt.Errorf("%s: %s is %s, not a struct or union", path, strings.Join(strings.Split(path, ".")[:i], "."), symbols.Declare(cur, ""))
+				return acc, false, fmt.Errorf("%s: %s is %s, not a struct or union", path, strings.Join(strings.Split(path, ".")[:i], "."), symbols.Declare(cur, ""))
 			}
-			return acc, fmt.Errorf("%w: %s has no member %s", symbols.ErrNoType, symbols.Declare(cur, ""), part)
+			return acc, false, fmt.Errorf("%w: %s has no member %s", symbols.ErrNoType, symbols.Declare(cur, ""), part)
 		}
 		acc.BitOffset += m.BitOffset
 		acc.BitSize, acc.Type, acc.Name = m.BitSize, m.Type, m.Name
-		cur = m.Type
+		cur, last = m.Type, isLast
 	}
-	return acc, nil
+	return acc, last, nil
+}
+
+// memberIn finds name among ct's members or those of its anonymous
+// structs and unions; last: it is the last member of the one holding it.
+func memberIn(ct *symbols.CType, name string, depth int) (symbols.CMember, bool, bool) {
+	r := ct.Resolved()
+	if r == nil || r.Kind != symbols.TypeStruct && r.Kind != symbols.TypeUnion || depth > 64 {
+		return symbols.CMember{}, false, false
+	}
+	for i, m := range r.Members {
+		if m.Name == name {
+			return m, i == len(r.Members)-1, true
+		}
+		if m.Name == "" {
+			if in, last, ok := memberIn(m.Type, name, depth+1); ok {
+				in.BitOffset += m.BitOffset
+				return in, last, true
+			}
+		}
+	}
+	return symbols.CMember{}, false, false
 }
 
 // readStruct reads n bytes at addr+off, or says which bytes could not be.
@@ -171,11 +202,47 @@ func (t *Triage) readStruct(what string, addr, off, n uint64) ([]byte, error) {
 }
 
 // valuePrinter makes values out of buf, which holds the bytes from bit
-// base of the outermost struct on.
+// base of the outermost struct (at addr) on.
 type valuePrinter struct {
 	t    *Triage
+	addr uint64
 	buf  []byte
 	base uint64
+}
+
+// pointer writes a pointer as gdb's print symbol does: a pointer into a
+// kernel function or variable names it (not by an unsized data label).
+func (p *valuePrinter) pointer(u uint64) string {
+	s := fmt.Sprintf("0x%x", u)
+	k := p.t.K
+	if u < kernelHalf || k.Vmlinux != nil && k.Vmlinux.UnsizedData(u-k.KASLR) {
+		return s
+	}
+	if n := crashSymbol(k.SymbolName(u)); n != "" {
+		s += " <" + n + ">"
+	}
+	return s
+}
+
+// cString is gdb's print of a char pointer: the address, then the
+// string there up to its NUL (at most maxArrayShown characters), or
+// why it cannot be read.
+func (p *valuePrinter) cString(a uint64) string {
+	var s []byte
+	var c [1]byte
+	for len(s) < maxArrayShown {
+		if err := p.t.K.Read(c[:], a+uint64(len(s))); err != nil {
+			if len(s) == 0 {
+				return fmt.Sprintf("%s <error: Cannot access memory at address 0x%x>", p.pointer(a), a)
+			}
+			break
+		}
+		if c[0] == 0 {
+			return fmt.Sprintf("%s %s", p.pointer(a), gdbString(append(s, 0)))
+		}
+		s = append(s, c[0])
+	}
+	return fmt.Sprintf("%s %s...", p.pointer(a), gdbString(s))
 }
 
 // bytesAt returns the n bytes at bit offset bits, or false past what was read.
@@ -213,12 +280,23 @@ func (p *valuePrinter) value(name string, ct *symbols.CType, bits, bitSize uint6
 	case symbols.TypeArray:
 		es := r.Elem.ByteSize()
 		if er := r.Elem.Resolved(); er != nil && er.Kind == symbols.TypeChar {
+			if r.Len == 0 {
+				// A flexible char array: gdb prints its address and
+				// the string there.
+				v.Value = p.cString(p.addr + bits/8)
+				return v
+			}
 			b, ok := p.bytesAt(bits, r.Len)
 			if !ok {
 				v.Value = "<not read>"
 				return v
 			}
 			v.Value = gdbString(b)
+			return v
+		}
+		if r.Len == 0 {
+			// A flexible array: gdb prints its address.
+			v.Value = p.pointer(p.addr + bits/8)
 			return v
 		}
 		v.array = true
@@ -324,13 +402,7 @@ func (p *valuePrinter) scalar(r *symbols.CType, bits, bitSize uint64) string {
 			return strconv.FormatFloat(math.Float64frombits(u), 'g', -1, 64)
 		}
 	case symbols.TypePointer:
-		s := fmt.Sprintf("0x%x", u)
-		if e := r.Elem.Resolved(); u != 0 && e != nil && e.Kind == symbols.TypeFunction {
-			if n := crashSymbol(p.t.K.SymbolName(u)); n != "" {
-				s += " <" + n + ">"
-			}
-		}
-		return s
+		return p.pointer(u)
 	}
 	if r.Signed {
 		return strconv.FormatInt(int64(u), 10)
@@ -375,49 +447,27 @@ func gdbChar(c byte, q byte) string {
 	return string(c)
 }
 
-// gdbString writes a char array as gdb prints it: one trailing NUL
-// dropped, runs of more than repeatThreshold equal characters as
-// 'c' <repeats N times>, at most maxArrayShown characters then "...".
+// gdbString writes a char array as crash (gdb, print repeats off)
+// prints it: whole, one trailing NUL dropped, non-printing characters
+// escaped; past maxArrayShown characters "...".
 func gdbString(b []byte) string {
 	if len(b) > 0 && b[len(b)-1] == 0 {
 		b = b[:len(b)-1]
-	}
-	if len(b) == 0 {
-		return `""`
 	}
 	more := len(b) > maxArrayShown
 	if more {
 		b = b[:maxArrayShown]
 	}
-	var parts []string
-	var cur strings.Builder
-	flush := func() {
-		if cur.Len() > 0 {
-			parts = append(parts, `"`+cur.String()+`"`)
-			cur.Reset()
-		}
+	var s strings.Builder
+	s.WriteByte('"')
+	for _, c := range b {
+		s.WriteString(gdbChar(c, '"'))
 	}
-	for i := 0; i < len(b); {
-		j := i
-		for j < len(b) && b[j] == b[i] {
-			j++
-		}
-		if n := j - i; n > repeatThreshold {
-			flush()
-			parts = append(parts, fmt.Sprintf("'%s' <repeats %d times>", gdbChar(b[i], '\''), n))
-		} else {
-			for k := i; k < j; k++ {
-				cur.WriteString(gdbChar(b[k], '"'))
-			}
-		}
-		i = j
-	}
-	flush()
-	s := strings.Join(parts, ", ")
+	s.WriteByte('"')
 	if more {
-		s += "..."
+		s.WriteString("...")
 	}
-	return s
+	return s.String()
 }
 
 func (r *StructResult) text(w io.Writer) error {
@@ -433,6 +483,9 @@ func (r *StructResult) text(w io.Writer) error {
 			b.WriteString(m.Name + " = ")
 		}
 		writeValue(&b, m, 2)
+		if m.comma {
+			b.WriteString(",")
+		}
 		b.WriteString("\n")
 	}
 	for _, n := range r.Notes {
@@ -450,7 +503,7 @@ func writeValue(b *strings.Builder, v StructValue, indent int) {
 		writeArray(b, v, indent)
 	case v.Members != nil:
 		if len(v.Members) == 0 {
-			b.WriteString("{}")
+			b.WriteString("{<No data fields>}")
 			return
 		}
 		b.WriteString("{\n")
@@ -472,39 +525,20 @@ func writeValue(b *strings.Builder, v StructValue, indent int) {
 	}
 }
 
-// writeArray writes {a, b, c}: equal elements in runs of more than
-// repeatThreshold as one with <repeats N times>; struct elements as
-// gdb does, {{ ... }, { ... }} with their members two columns further in.
+// writeArray writes {a, b, c}; struct elements as gdb does, {{ ... },
+// { ... }} with their members two columns further in.
 func writeArray(b *strings.Builder, v StructValue, indent int) {
-	type run struct {
-		text string
-		n    int
-	}
-	var runs []run
-	for _, e := range v.Members {
-		var s strings.Builder
-		writeValue(&s, e, indent+2)
-		if len(runs) > 0 && runs[len(runs)-1].text == s.String() {
-			runs[len(runs)-1].n++
-			continue
+	b.WriteString("{")
+	for i, e := range v.Members {
+		if i > 0 {
+			b.WriteString(", ")
 		}
-		runs = append(runs, run{s.String(), 1})
+		writeValue(b, e, indent+2)
 	}
-	var parts []string
-	for _, r := range runs {
-		if r.n > repeatThreshold {
-			parts = append(parts, r.text+fmt.Sprintf(" <repeats %d times>", r.n))
-			continue
-		}
-		for i := 0; i < r.n; i++ {
-			parts = append(parts, r.text)
-		}
-	}
-	s := strings.Join(parts, ", ")
 	if v.Elided > 0 {
-		s += "..."
+		b.WriteString("...")
 	}
-	b.WriteString("{" + s + "}")
+	b.WriteString("}")
 }
 
 // errNoName is whatis's answer for a name the dump's BTF does not have.

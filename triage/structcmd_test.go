@@ -1,0 +1,207 @@
+package triage
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+)
+
+// runJSON runs a command with --json and decodes its output into v.
+func runJSON(t *testing.T, tr *Triage, v any, args ...string) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := tr.Run(args, &b, true); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	if err := json.Unmarshal(b.Bytes(), v); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, b.String())
+	}
+}
+
+func panicTask(t *testing.T, k *kernel.Kernel) *kernel.Task {
+	t.Helper()
+	for _, task := range k.Tasks {
+		if task.Panic {
+			return task
+		}
+	}
+	t.Fatal("no panicking task")
+	return nil
+}
+
+// commValue is what gdb prints for a char[16] holding comm: the name,
+// then a NUL and what is left of an older name, if anything.
+func commValue(comm string) *regexp.Regexp {
+	return regexp.MustCompile(`^"` + regexp.QuoteMeta(comm) + `(\\000[^"]*)?"(, '\\000' <repeats \d+ times>)?$`)
+}
+
+// struct reads the dump's values through the type model, from every
+// type source (the vmlinux's BTF, its DWARF on 4.18, the dump's BTF):
+// the panicking task's comm and pid are the model's, init_task.tasks'
+// next and prev are the words at its address, and the whole task_struct
+// prints as crash's layout with those values in it, the same twice.
+func TestStructValues(t *testing.T) {
+	forEachSet418(t, func(t *testing.T, set fixtures.Set) {
+		trs := map[string]*Triage{"vmlinux": openWith(t, set, true, "oom/vmcore.lzo")}
+		if set.Name != fixtures.Series418 {
+			trs["dump BTF"] = openWith(t, set, false, "oom/vmcore.lzo")
+		}
+		for _, src := range []string{"vmlinux", "dump BTF"} {
+			tr := trs[src]
+			if tr == nil {
+				continue
+			}
+			t.Run(src, func(t *testing.T) { testStructValues(t, tr) })
+		}
+	})
+}
+
+func testStructValues(t *testing.T, tr *Triage) {
+	k := tr.K
+	pt := panicTask(t, k)
+	addr := fmt.Sprintf("%x", pt.Addr)
+
+	var r StructResult
+	runJSON(t, tr, &r, "struct", "task_struct.comm,pid", addr)
+	if len(r.Members) != 2 || r.Members[0].Name != "comm" || r.Members[1].Name != "pid" {
+		t.Fatalf("task_struct.comm,pid: %+v", r.Members)
+	}
+	if pt.CommSource == "" && !commValue(pt.Comm).MatchString(r.Members[0].Value) {
+		t.Errorf("comm = %s, the model's comm is %q", r.Members[0].Value, pt.Comm)
+	}
+	if want := fmt.Sprint(pt.PID); r.Members[1].Value != want {
+		t.Errorf("pid = %s, want %s", r.Members[1].Value, want)
+	}
+	if got, want := runText(t, tr, "struct", "task_struct.pid", addr), fmt.Sprintf("  pid = %d,\n", pt.PID); got != want {
+		t.Errorf("struct task_struct.pid: %q, want %q", got, want)
+	}
+
+	// init_task.tasks: a list_head whose words are next and prev.
+	init, err := k.Symbol("init_task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := k.Types.Offset("task_struct", "tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := init + off
+	next, err := k.ReadU64(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, err := k.ReadU64(head + 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("struct list_head {\n  next = 0x%x,\n  prev = 0x%x\n}\n", next, prev)
+	if got := runText(t, tr, "struct", "list_head", fmt.Sprintf("%x", head)); got != want {
+		t.Errorf("struct list_head %x:\n%s\nwant\n%s", head, got, want)
+	}
+	// A member path through a struct: init_task.tasks.next.
+	if got, want := runText(t, tr, "struct", "task_struct.tasks.next", "init_task"), fmt.Sprintf("  tasks.next = 0x%x,\n", next); got != want {
+		t.Errorf("struct task_struct.tasks.next init_task: %q, want %q", got, want)
+	}
+
+	// The whole task_struct.
+	full := runText(t, tr, "struct", "task_struct", addr)
+	if !strings.HasPrefix(full, "struct task_struct {\n") || !strings.HasSuffix(full, "\n}\n") {
+		t.Errorf("struct task_struct: not crash's frame:\n%.300s", full)
+	}
+	if !strings.Contains(full, fmt.Sprintf("\n  pid = %d,\n", pt.PID)) {
+		t.Errorf("struct task_struct: no line pid = %d", pt.PID)
+	}
+	if m := regexp.MustCompile(`\n  comm = (.*),\n`).FindStringSubmatch(full); m == nil || pt.CommSource == "" && !commValue(pt.Comm).MatchString(m[1]) {
+		t.Errorf("struct task_struct: comm line %q, model's comm %q", m, pt.Comm)
+	}
+	if again := runText(t, tr, "struct", "task_struct", addr); again != full {
+		t.Error("struct task_struct: a second run printed something else")
+	}
+	// A function pointer in it names its function, as crash does.
+	if !regexp.MustCompile(`= 0xffffffff[0-9a-f]+ <[A-Za-z_][A-Za-z0-9_.]*(\+\d+)?>`).MatchString(full) {
+		t.Error("struct task_struct: no function pointer named")
+	}
+	t.Logf("struct task_struct %s: %d lines", addr, strings.Count(full, "\n"))
+
+	// Unreadable memory: one line naming the address.
+	err = tr.Run([]string{"struct", "list_head", "10"}, &bytes.Buffer{}, false)
+	if err == nil || !strings.Contains(err.Error(), "0x10") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("struct list_head 10: %v", err)
+	}
+	for _, bad := range [][]string{{"struct", "no_such_struct_here", addr}, {"struct", "task_struct.no_such_member", addr}} {
+		if err := tr.Run(bad, &bytes.Buffer{}, false); err == nil || !strings.Contains(err.Error(), "no_such_") {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+}
+
+// whatis from the dump's BTF (no vmlinux) answers for a struct, a
+// function and a per-CPU variable exactly what whatis from the vmlinux's
+// DWARF answers on the same kernel: text, members and their offsets,
+// return and parameter types and names.
+func TestWhatisFromBTF(t *testing.T) {
+	forEachSet(t, func(t *testing.T, set fixtures.Set) {
+		btf := openWith(t, set, false, "oom/vmcore.lzo")
+		dwarf := openWith(t, set, true, "oom/vmcore.lzo")
+		for _, n := range []string{"struct list_head", "struct task_struct", "union bpf_attr", "enum pid_type", "schedule", "handle_mm_fault", "runqueues"} {
+			var b, d json.RawMessage
+			runJSON(t, btf, &b, append([]string{"whatis"}, strings.Fields(n)...)...)
+			runJSON(t, dwarf, &d, append([]string{"whatis"}, strings.Fields(n)...)...)
+			if !bytes.Equal(b, d) {
+				t.Errorf("whatis %s from the dump's BTF:\n%s\nfrom DWARF:\n%s", n, b, d)
+			}
+		}
+		err := btf.Run([]string{"whatis", "no_such_name_anywhere"}, &bytes.Buffer{}, false)
+		if err == nil || !strings.Contains(err.Error(), "BTF") || !strings.Contains(err.Error(), "has no such name") {
+			t.Errorf("whatis of a name BTF lacks: %v", err)
+		}
+	})
+}
+
+// struct prints what crash 8.0.2 prints on 4.18 (where crash reads the
+// kernel right), line for line: whole structs (the panicking task's
+// task_struct: nested structs and unions, bitfields, strings, arrays,
+// function and data pointers named by their symbol, flexible arrays;
+// init_mm; init_uts_ns; fair_sched_class), members (a list, a path
+// through a struct, the last member of a struct) and a list_head.
+func TestStructMatchesCrash(t *testing.T) {
+	set := fixtures.SetsWith418(t)[2]
+	tr := openWith(t, set, true, "oom/vmcore.elf")
+	pt := panicTask(t, tr.K)
+	init, err := tr.K.Symbol("init_task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := tr.K.Types.Offset("task_struct", "tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := [][]string{
+		{"task_struct.comm,pid", fmt.Sprintf("%x", pt.Addr)},
+		{"list_head", fmt.Sprintf("%x", init+off)},
+		{"task_struct.tasks", "init_task"},
+		{"task_struct.tasks.next,pid", "init_task"},
+		{"list_head.prev", fmt.Sprintf("%x", init+off)},
+		{"task_struct", fmt.Sprintf("%x", pt.Addr)},
+		{"mm_struct", "init_mm"},
+		{"uts_namespace", "init_uts_ns"},
+		{"sched_class", "fair_sched_class"},
+	}
+	var crashCmds []string
+	for _, c := range cmds {
+		crashCmds = append(crashCmds, "struct "+strings.Join(c, " "))
+	}
+	out := crashBT(t, set, "oom/vmcore.elf", crashCmds...)
+	for _, c := range cmds {
+		got := runText(t, tr, append([]string{"struct"}, c...)...)
+		if !strings.Contains(out, got) {
+			t.Errorf("struct %s:\n%s\nnot in crash's output:\n%s", strings.Join(c, " "), got, out)
+		}
+	}
+}
