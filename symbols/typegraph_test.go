@@ -306,3 +306,58 @@ func FuzzBTFTypes(f *testing.F) {
 		}
 	})
 }
+
+// modelC has what the DWARF type model reads: bitfields (DW_AT_bit_offset
+// in DWARF 4, DW_AT_data_bit_offset in 5), anonymous unions, a 2-D
+// array, a function pointer, const, bool and a signed char.
+const modelC = `
+struct thing;
+typedef struct { long counter; } atomic_long_t;
+struct model {
+	unsigned a : 3, b : 13;
+	_Bool ok;
+	signed char sc;
+	union { long u1; char u2[3]; };
+	int matrix[4][9];
+	int (*fn)(const char *, unsigned, ...);
+	const struct thing *p;
+	atomic_long_t n;
+	enum { NEG = -1, POS = 1 } e;
+} m;
+`
+
+func TestDWARFTypeModel(t *testing.T) {
+	for _, version := range []string{"-gdwarf-4", "-gdwarf-5"} {
+		t.Run(version, func(t *testing.T) {
+			d := dwarfOf(t, compileC(t, modelC, version))
+			ct, err := d.LookupType("struct model")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, m := range ct.Members {
+				got = append(got, fmt.Sprintf("%s@%d:%d %s", m.Name, m.BitOffset, m.BitSize, Declare(m.Type, "")))
+			}
+			want := "a@0:3 unsigned int|b@3:13 unsigned int|ok@16:0 _Bool|sc@24:0 signed char|@64:0 union {...}|matrix@128:0 int [4][9]|" +
+				"fn@1280:0 int (*)(const char *, unsigned int, ...)|p@1344:0 const struct thing *|n@1408:0 atomic_long_t|e@1472:0 enum {...}"
+			if strings.Join(got, "|") != want {
+				t.Errorf("members:\n %s\nwant\n %s", strings.Join(got, "|"), want)
+			}
+			if ct.Size != 192 {
+				t.Errorf("size %d", ct.Size)
+			}
+			if sc := ct.Members[3].Type; sc.Kind != TypeChar || !sc.Signed {
+				t.Errorf("signed char: %+v", sc)
+			}
+			if e := ct.Members[9].Type; e.Kind != TypeEnum || len(e.Enumerators) != 2 || e.Enumerators[0].Value != -1 {
+				t.Errorf("enum: %+v", e)
+			}
+			if p := ct.Members[7].Type.Elem; !p.Incomplete || !p.Const {
+				t.Errorf("a pointer's struct is not expanded: %+v", p)
+			}
+			if _, err := d.LookupType("struct nothing"); !errors.Is(err, ErrNoType) {
+				t.Errorf("struct nothing: %v", err)
+			}
+		})
+	}
+}

@@ -21,7 +21,9 @@ func TestStructCLI(t *testing.T) {
 		out, stderr, code = runCLI(t, append(append([]string{"struct", "--json"}, files...), "--", "list_head", "init_task")...)
 		var r struct {
 			Type  string
-			Value struct{ Members []struct{ Name, Value string } }
+			Value struct {
+				Members []struct{ Name, Value string }
+			}
 		}
 		if err := json.Unmarshal(out, &r); code != 0 || err != nil || r.Type != "struct list_head" || len(r.Value.Members) != 2 || r.Value.Members[0].Name != "next" {
 			t.Errorf("struct --json %v: %d %v %s\n%s", files, code, err, stderr, out)
