@@ -129,6 +129,24 @@ func testStructValues(t *testing.T, tr *Triage) {
 	}
 	t.Logf("struct task_struct %s: %d lines", addr, strings.Count(full, "\n"))
 
+	// A struct larger than the bound (pglist_data is 170 KB on 6.x):
+	// its first 64 KiB, the rest not read, said so.
+	if size, err := k.Types.Sizeof("pglist_data"); err == nil && size > maxStructBytes {
+		nd, err := k.Symbol("node_data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		node0, err := k.ReadU64(nd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := runText(t, tr, "struct", "pglist_data", fmt.Sprintf("%x", node0))
+		if !strings.Contains(out, fmt.Sprintf("note: struct pglist_data is %d bytes: only its first %d are read\n", size, maxStructBytes)) ||
+			!strings.Contains(out, " = <not read>") || !strings.HasPrefix(out, "struct pglist_data {\n  node_zones = {{\n") || len(out) > 4*maxStructBytes {
+			t.Errorf("struct pglist_data (%d bytes): %d bytes of output:\n%.300s\n...\n%s", size, len(out), out, out[max(0, len(out)-300):])
+		}
+	}
+
 	// Unreadable memory: one line naming the address.
 	err = tr.Run([]string{"struct", "list_head", "10"}, &bytes.Buffer{}, false)
 	if err == nil || !strings.Contains(err.Error(), "0x10") || strings.Contains(err.Error(), "\n") {
