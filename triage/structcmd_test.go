@@ -2,14 +2,18 @@ package triage
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
 
 // runJSON runs a command with --json and decodes its output into v.
@@ -222,4 +226,136 @@ func TestStructMatchesCrash(t *testing.T) {
 			t.Errorf("struct %s:\n%s\nnot in crash's output:\n%s", strings.Join(c, " "), got, out)
 		}
 	}
+}
+
+// gdbPrints prints each expression with gdb 13 on a fixture's ELF dump
+// (the vmlinux's symbols moved by the dump's KASLR offset), with the
+// settings crash gives its gdb: print pretty, 512 elements, no repeats.
+func gdbPrints(t *testing.T, set fixtures.Set, dump string, kaslr uint64, exprs ...string) []string {
+	t.Helper()
+	bin, err := exec.LookPath("gdb")
+	if err != nil {
+		t.Fatal("gdb is required: ", err)
+	}
+	args := []string{"-batch", "-nx", "-ex", "core-file " + set.Path(t, strings.Split(dump, "/")...),
+		"-ex", fmt.Sprintf("symbol-file -o 0x%x %s", kaslr, set.Path(t, "kernel", "vmlinux")),
+		"-ex", "set print pretty on", "-ex", "set print elements 512", "-ex", "set print repeats unlimited", "-ex", "set width 0"}
+	for i, e := range exprs {
+		args = append(args, "-ex", fmt.Sprintf("echo ==%d==\\n", i), "-ex", "p "+e)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gdb: %v\n%s", err, out)
+	}
+	var res []string
+	for i := range exprs {
+		_, rest, ok := strings.Cut(string(out), fmt.Sprintf("==%d==\n", i))
+		if !ok {
+			t.Fatalf("gdb printed no %s:\n%s", exprs[i], out)
+		}
+		rest, _, _ = strings.Cut(rest, fmt.Sprintf("==%d==\n", i+1))
+		res = append(res, rest)
+	}
+	return res
+}
+
+// struct prints a whole struct as gdb 13 prints it (with crash's print
+// settings; crash itself does not read 6.x), line for line, on every
+// fixture kernel and from every type source: the vmlinux's BTF, its
+// DWARF, the dump's BTF (4.18: DWARF only). gdb reads the ELF dump at
+// the same addresses.
+func TestStructMatchesGDB(t *testing.T) {
+	forEachSet418(t, func(t *testing.T, set fixtures.Set) {
+		const dump = "oom/vmcore.elf"
+		tr := openWith(t, set, true, dump)
+		k := tr.K
+		pt := panicTask(t, k)
+		sym := func(n string) uint64 {
+			a, err := k.Symbol(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		off, err := k.Types.Offset("task_struct", "tasks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases := []struct{ typ, addr string }{
+			{"task_struct", fmt.Sprintf("%x", pt.Addr)},
+			{"mm_struct", fmt.Sprintf("%x", sym("init_mm"))},
+			{"uts_namespace", fmt.Sprintf("%x", sym("init_uts_ns"))},
+			{"list_head", fmt.Sprintf("%x", sym("init_task")+off)},
+		}
+		var exprs []string
+		for _, c := range cases {
+			exprs = append(exprs, fmt.Sprintf("*(struct %s *)0x%s", c.typ, c.addr))
+		}
+		want := gdbPrints(t, set, dump, k.KASLR, exprs...)
+		trs := []struct {
+			name string
+			tr   *Triage
+		}{{"vmlinux " + symbols.TypesName(k.Types), tr}}
+		if set.Name != fixtures.Series418 {
+			v := tr.K.Vmlinux
+			d, err := v.DWARF()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dk, err := kernel.LoadWithTypes(k.Dump, v, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			trs = append(trs, struct {
+				name string
+				tr   *Triage
+			}{"vmlinux DWARF", &Triage{K: dk}}, struct {
+				name string
+				tr   *Triage
+			}{"dump BTF", openWith(t, set, false, dump)})
+		}
+		for _, s := range trs {
+			for i, c := range cases {
+				got := runText(t, s.tr, "struct", c.typ, c.addr)
+				w := regexp.MustCompile(`^\$\d+ = `).ReplaceAllString(want[i], "struct "+c.typ+" ")
+				// RHEL's kABI padding members are named by
+				// __UNIQUE_ID (a per-unit __COUNTER__): the copy of
+				// the type in one compilation unit or another
+				// (gdb 13 and we may pick different ones) numbers
+				// them differently.
+				got, w = uniqueID.ReplaceAllString(got, "${1}N"), uniqueID.ReplaceAllString(w, "${1}N")
+				if got != w {
+					t.Errorf("%s: struct %s %s differs from gdb's print:\n%s", s.name, c.typ, c.addr, lineDiff(got, w))
+				}
+			}
+		}
+	})
+}
+
+var uniqueID = regexp.MustCompile(`(__UNIQUE_ID_[A-Za-z_]*?)\d+\b`)
+
+// lineDiff shows the first lines where two outputs differ.
+func lineDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	var b strings.Builder
+	n := 0
+	for i := 0; i < max(len(g), len(w)) && n < 8; i++ {
+		var x, y string
+		if i < len(g) {
+			x = g[i]
+		}
+		if i < len(w) {
+			y = w[i]
+		}
+		if x != y {
+			fmt.Fprintf(&b, "line %d:\n  ours %.200s\n  gdb  %.200s\n", i+1, x, y)
+			n++
+		}
+	}
+	if len(g) != len(w) {
+		fmt.Fprintf(&b, "%d lines, gdb %d\n", len(g), len(w))
+	}
+	return b.String()
 }
