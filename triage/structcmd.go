@@ -51,6 +51,8 @@ type StructResult struct {
 	Value   *StructValue  `json:"value,omitempty"`
 	Members []StructValue `json:"members,omitempty"`
 	Notes   []string      `json:"notes,omitempty"`
+
+	header string // crash's first line: "struct NAME", typedef names too
 }
 
 // typeLookup is the model's type source as a TypeLookup, or why not.
@@ -108,6 +110,10 @@ func (t *Triage) Struct(spec, addrArg string) (*StructResult, error) {
 		return nil, fmt.Errorf("struct %s: %w", name, err)
 	}
 	res := &StructResult{Type: symbols.Declare(ct, ""), Address: fmt.Sprintf("%x", addr)}
+	res.header = res.Type
+	if ct.Kind == symbols.TypeTypedef {
+		res.header = root.Kind.String() + " " + ct.Name // crash: "struct spinlock_t {"
+	}
 	p := &valuePrinter{t: t, addr: addr}
 	if !hasMembers {
 		size := root.Size
@@ -473,7 +479,7 @@ func gdbString(b []byte) string {
 func (r *StructResult) text(w io.Writer) error {
 	var b strings.Builder
 	if r.Value != nil {
-		fmt.Fprintf(&b, "%s ", r.Type)
+		fmt.Fprintf(&b, "%s ", r.header)
 		writeValue(&b, *r.Value, 0)
 		b.WriteString("\n")
 	}

@@ -214,6 +214,8 @@ func TestStructMatchesCrash(t *testing.T) {
 		{"mm_struct", "init_mm"},
 		{"uts_namespace", "init_uts_ns"},
 		{"sched_class", "fair_sched_class"},
+		{"spinlock_t", "init_task"}, // a typedef: crash's "struct spinlock_t {"
+		{"task_struct.se.load.weight", "init_task"},
 	}
 	var crashCmds []string
 	for _, c := range cmds {
