@@ -149,31 +149,6 @@ func (t *CType) ByteSize() uint64 {
 // String is t's C spelling: "struct list_head *", "unsigned long".
 func (t *CType) String() string { return Declare(t, "") }
 
-// Member finds a member by name, looking into anonymous structs and
-// unions as C does; the offset returned is from the start of t.
-func (t *CType) Member(name string) (CMember, bool) {
-	return t.member(name, 0)
-}
-
-func (t *CType) member(name string, depth int) (CMember, bool) {
-	r := t.Resolved()
-	if r == nil || (r.Kind != TypeStruct && r.Kind != TypeUnion) || depth > maxCTypeDepth {
-		return CMember{}, false
-	}
-	for _, m := range r.Members {
-		if m.Name == name {
-			return m, true
-		}
-		if m.Name == "" {
-			if in, ok := m.Type.member(name, depth+1); ok {
-				in.BitOffset += m.BitOffset
-				return in, true
-			}
-		}
-	}
-	return CMember{}, false
-}
-
 // Declare writes "TYPE NAME" in C's declarator syntax around name
 // (pointers, arrays, function pointers), as gdb and crash print a
 // declaration; whatis from BTF and from DWARF spell types alike.
