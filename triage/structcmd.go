@@ -16,9 +16,13 @@ import (
 // one array (or characters of a string), the rest elided as "..." (512:
 // crash's gdb `print elements`). crash prints arrays whole, with no
 // <repeats N times> runs: so do we, up to the bound.
+// maxStructValues bounds the values of one print: with zero-sized
+// elements (hostile or odd types) arrays of arrays would not be bounded
+// by the bytes read.
 const (
-	maxStructBytes = 64 << 10
-	maxArrayShown  = 512
+	maxStructBytes  = 64 << 10
+	maxArrayShown   = 512
+	maxStructValues = 1 << 17
 )
 
 // kernelHalf is where kernel addresses start: a pointer below it (a
@@ -128,6 +132,9 @@ func (t *Triage) Struct(spec, addrArg string) (*StructResult, error) {
 		p.buf, p.base = buf, 0
 		v := p.value("", ct, 0, 0, 0)
 		res.Value = &v
+		if p.count > maxStructValues {
+			res.Notes = append(res.Notes, fmt.Sprintf("more than %d values: the rest shown as ...", maxStructValues))
+		}
 		return res, nil
 	}
 	for _, path := range strings.Split(members, ",") {
@@ -210,10 +217,11 @@ func (t *Triage) readStruct(what string, addr, off, n uint64) ([]byte, error) {
 // valuePrinter makes values out of buf, which holds the bytes from bit
 // base of the outermost struct (at addr) on.
 type valuePrinter struct {
-	t    *Triage
-	addr uint64
-	buf  []byte
-	base uint64
+	t     *Triage
+	addr  uint64
+	buf   []byte
+	base  uint64
+	count int // values made, against maxStructValues
 }
 
 // pointer writes a pointer as gdb's print symbol does: a pointer into a
@@ -268,6 +276,10 @@ func (p *valuePrinter) value(name string, ct *symbols.CType, bits, bitSize uint6
 	r := ct.Resolved()
 	if depth > 64 || r == nil {
 		v.Value = "<void>"
+		return v
+	}
+	if p.count++; p.count > maxStructValues {
+		v.Value = "..."
 		return v
 	}
 	switch r.Kind {
