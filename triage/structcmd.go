@@ -56,7 +56,77 @@ type StructResult struct {
 	Members []StructValue `json:"members,omitempty"`
 	Notes   []string      `json:"notes,omitempty"`
 
+	// CPU is the CPU of a per-CPU variable's copy (SYMBOL:CPU).
+	CPU *int `json:"cpu,omitempty"`
+
 	header string // crash's first line: "struct NAME", typedef names too
+}
+
+// PerCPUStructs is `struct NAME SYMBOL:CPUS`: one copy of a per-CPU
+// variable per CPU, each printed after crash's "[CPU]: ADDRESS" line.
+type PerCPUStructs []*StructResult
+
+func (l PerCPUStructs) text(w io.Writer) error {
+	for _, r := range l {
+		if _, err := fmt.Fprintf(w, "[%d]: %s\n", *r.CPU, r.Address); err != nil {
+			return err
+		}
+		if err := r.text(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StructPerCPU prints the copies of per-CPU variable sym on the CPUs
+// of spec, as crash's SYMBOL:a (all), SYMBOL:N, SYMBOL:N,M and
+// SYMBOL:N-M.
+func (t *Triage) StructPerCPU(typeSpec, sym, spec string) (PerCPUStructs, error) {
+	cpus, err := parseCPUs(spec, len(t.K.CPUs))
+	if err != nil {
+		return nil, err
+	}
+	var l PerCPUStructs
+	for _, cpu := range cpus {
+		a, err := t.K.PerCPU(sym, cpu)
+		if err != nil {
+			return nil, fmt.Errorf("struct: %s on CPU %d: %w", sym, cpu, err)
+		}
+		r, err := t.Struct(typeSpec, fmt.Sprintf("%x", a))
+		if err != nil {
+			return nil, err
+		}
+		r.CPU = &cpu
+		l = append(l, r)
+	}
+	return l, nil
+}
+
+// parseCPUs reads crash's CPU list: a, N, N-M, comma-separated.
+func parseCPUs(spec string, n int) ([]int, error) {
+	if spec == "a" || spec == "all" {
+		cpus := make([]int, n)
+		for i := range cpus {
+			cpus[i] = i
+		}
+		return cpus, nil
+	}
+	var cpus []int
+	for _, f := range strings.Split(spec, ",") {
+		lo, hi, isRange := strings.Cut(f, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a || b >= n {
+			return nil, fmt.Errorf("%w: struct: CPU %q is not a CPU of this dump (0-%d, or a)", ErrUsage, f, n-1)
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
 }
 
 // typeLookup is the model's type source as a TypeLookup, or why not.

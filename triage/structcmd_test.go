@@ -151,6 +151,24 @@ func testStructValues(t *testing.T, tr *Triage) {
 		}
 	}
 
+	// A per-CPU variable on every CPU: each run queue's cpu is its CPU.
+	var rqs []StructResult
+	runJSON(t, tr, &rqs, "struct", "rq.cpu", "runqueues:a")
+	if len(rqs) != len(k.CPUs) {
+		t.Fatalf("struct rq.cpu runqueues:a: %d copies, %d CPUs", len(rqs), len(k.CPUs))
+	}
+	for i, r := range rqs {
+		if r.CPU == nil || *r.CPU != i || len(r.Members) != 1 || r.Members[0].Value != fmt.Sprint(i) {
+			t.Errorf("struct rq.cpu runqueues:a: copy %d: %+v", i, r)
+		}
+		if a, err := k.PerCPU("runqueues", i); err != nil || r.Address != fmt.Sprintf("%x", a) {
+			t.Errorf("runqueues on CPU %d at %s, want %x (%v)", i, r.Address, a, err)
+		}
+	}
+	if err := tr.Run([]string{"struct", "rq.cpu", fmt.Sprintf("runqueues:%d", len(k.CPUs))}, &bytes.Buffer{}, false); err == nil {
+		t.Error("struct rq.cpu on a CPU the dump does not have: no error")
+	}
+
 	// Unreadable memory: one line naming the address.
 	err = tr.Run([]string{"struct", "list_head", "10"}, &bytes.Buffer{}, false)
 	if err == nil || !strings.Contains(err.Error(), "0x10") || strings.Contains(err.Error(), "\n") {
@@ -214,7 +232,8 @@ func TestStructMatchesCrash(t *testing.T) {
 		{"mm_struct", "init_mm"},
 		{"uts_namespace", "init_uts_ns"},
 		{"sched_class", "fair_sched_class"},
-		{"spinlock_t", "init_task"}, // a typedef: crash's "struct spinlock_t {"
+		{"rq.nr_running,cpu", "runqueues:a"}, // per-CPU copies
+		{"spinlock_t", "init_task"},          // a typedef: crash's "struct spinlock_t {"
 		{"task_struct.se.load.weight", "init_task"},
 	}
 	var crashCmds []string

@@ -48,7 +48,7 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address"},
 	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF; without a vmlinux from the dump's BTF (its functions, per-CPU variables and types)"},
-	{"struct", "struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL", "the struct (or union) NAME at an address, its members' values nested as crash prints them; .MEMBER (a.b, a,b): only those members; NAME alone: its definition"},
+	{"struct", "struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL[:CPUS]", "the struct (or union) NAME at an address, its members' values nested as crash prints them; .MEMBER (a.b, a,b): only those members; SYMBOL:CPUS a per-CPU variable's copies (:a all, :1,3, :0-2); NAME alone: its definition"},
 	{"runq", "runq", "each CPU's run queue: the current task, then the RT and CFS tasks waiting, as crash's runq"},
 	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
 	{"help", "help", "this list"},
@@ -256,9 +256,13 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 				v = whatisResult{d}
 			}
 		case 3:
-			v, err = t.Struct(args[1], args[2])
+			if sym, cpus, ok := strings.Cut(args[2], ":"); ok {
+				v, err = t.StructPerCPU(args[1], sym, cpus)
+			} else {
+				v, err = t.Struct(args[1], args[2])
+			}
 		default:
-			return fmt.Errorf("%w: struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL", ErrUsage)
+			return fmt.Errorf("%w: struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL[:CPUS]", ErrUsage)
 		}
 	case "help":
 		v = helpText{}
