@@ -629,10 +629,14 @@ func writeArray(b *strings.Builder, v StructValue, indent int) {
 	b.WriteString("}")
 }
 
-// errNoName is whatis's answer for a name the dump's BTF does not have.
-func errNoName(name, source string, err error) error {
-	if errors.Is(err, symbols.ErrNoType) {
-		return fmt.Errorf("whatis: %s: %s has no such name (the vmlinux's DWARF has more: give the vmlinux)", name, source)
+// errNoName is whatis's answer for a name BTF does not have; dwarfErr
+// says why the vmlinux given did not answer, if one was.
+func errNoName(name, source string, err, dwarfErr error) error {
+	if !errors.Is(err, symbols.ErrNoType) {
+		return fmt.Errorf("whatis: %s: %w", name, err)
 	}
-	return fmt.Errorf("whatis: %s: %w", name, err)
+	if dwarfErr != nil {
+		return fmt.Errorf("whatis: %s: %s has no such name, and the vmlinux's DWARF, which has more, cannot be read (%v)", name, source, dwarfErr)
+	}
+	return fmt.Errorf("whatis: %s: %s has no such name (the vmlinux's DWARF has more: give the vmlinux)", name, source)
 }

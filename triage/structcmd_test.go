@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -202,6 +203,25 @@ func TestWhatisFromBTF(t *testing.T) {
 			t.Errorf("whatis of a name BTF lacks: %v", err)
 		}
 	})
+}
+
+// A vmlinux stripped of its DWARF (objcopy --strip-debug keeps .BTF):
+// whatis answers from its BTF, and for a name BTF lacks says the DWARF
+// could not be read.
+func TestWhatisStrippedVmlinux(t *testing.T) {
+	set := set61(t)
+	stripped := filepath.Join(t.TempDir(), "vmlinux")
+	if out, err := exec.Command("objcopy", "--strip-debug", set.Path(t, "kernel", "vmlinux"), stripped).CombinedOutput(); err != nil {
+		t.Fatalf("objcopy: %v\n%s", err, out)
+	}
+	tr := openFiles(t, stripped, set.Path(t, "oom", "vmcore.lzo"))
+	if got := runText(t, tr, "whatis", "schedule"); got != "void schedule(void);\n" {
+		t.Errorf("whatis schedule: %q", got)
+	}
+	err := tr.Run([]string{"whatis", "jiffies"}, &bytes.Buffer{}, false)
+	if err == nil || !strings.Contains(err.Error(), "has no such name") || !strings.Contains(err.Error(), "DWARF") {
+		t.Errorf("whatis jiffies: %v", err)
+	}
 }
 
 // struct prints what crash 8.0.2 prints on 4.18 (where crash reads the

@@ -1088,7 +1088,7 @@ func (t *Triage) Whatis(name string) (*symbols.Description, error) {
 	}
 	d, err := symbols.WhatisFrom(l, name, symbols.TypesName(t.K.Types))
 	if err != nil {
-		return nil, errNoName(name, symbols.TypesName(t.K.Types), err)
+		return nil, errNoName(name, symbols.TypesName(t.K.Types), err, dwarfErr)
 	}
 	return d, nil
 }
