@@ -242,18 +242,23 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 	case "struct":
 		switch len(args) {
 		case 2:
-			// crash's struct NAME: the definition.
-			name := args[1]
-			if !strings.HasPrefix(name, "union ") {
-				name = "struct " + name
-			}
+			// crash's struct NAME: the definition (of a struct, else a
+			// union, else a typedef of the name).
 			if strings.Contains(args[1], ".") {
 				return fmt.Errorf("%w: struct NAME.MEMBER needs an address", ErrUsage)
 			}
 			var d *symbols.Description
-			d, err = t.Whatis(name)
-			if err == nil {
-				v = whatisResult{d}
+			for _, n := range []string{"struct " + args[1], "union " + args[1], args[1]} {
+				var e error
+				if d, e = t.Whatis(n); e == nil {
+					break
+				}
+				if err == nil {
+					err = e // the struct's error is the one to give
+				}
+			}
+			if d != nil {
+				v, err = whatisResult{d}, nil
 			}
 		case 3:
 			if sym, cpus, ok := strings.Cut(args[2], ":"); ok {
@@ -1079,16 +1084,18 @@ func (t *Triage) Whatis(name string) (*symbols.Description, error) {
 		}
 		dwarfErr = err
 	}
-	l, ok := t.K.Types.(symbols.TypeLookup)
-	if _, btf := t.K.Types.(*symbols.BTF); !ok || !btf {
+	// Only BTF: the DWARF type source indexes types, not functions and
+	// variables (Vmlinux.Whatis reads those).
+	b, ok := t.K.Types.(*symbols.BTF)
+	if !ok {
 		if dwarfErr != nil {
 			return nil, dwarfErr
 		}
 		return nil, fmt.Errorf("whatis: needs the vmlinux's DWARF or the kernel's BTF (type source: %s)", symbols.TypesName(t.K.Types))
 	}
-	d, err := symbols.WhatisFrom(l, name, symbols.TypesName(t.K.Types))
+	d, err := symbols.WhatisFrom(b, name, symbols.TypesName(b))
 	if err != nil {
-		return nil, errNoName(name, symbols.TypesName(t.K.Types), err, dwarfErr)
+		return nil, errNoName(name, symbols.TypesName(b), err, dwarfErr)
 	}
 	return d, nil
 }
