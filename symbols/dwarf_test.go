@@ -220,6 +220,7 @@ func FuzzDWARF(f *testing.F) {
 		}
 		d.LookupType("enum colour")
 		d.LookupType("atomic_long_t")
+		WhatisFrom(d, "o", "DWARF")
 	})
 }
 

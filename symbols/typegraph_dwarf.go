@@ -41,15 +41,51 @@ func (t *DWARFTypes) LookupType(name string) (ct *CType, err error) {
 	return ct, nil
 }
 
-// VariableType is not answered from the type index (it holds types, not
-// variables): Vmlinux.Whatis reads variables from the DWARF.
-func (t *DWARFTypes) VariableType(name string) (*CType, error) {
-	return nil, fmt.Errorf("%w: %s: variable %s: the DWARF type index holds types only (whatis with the vmlinux reads variables)", ErrNoType, TypesName(t), name)
+// symbolIndex builds (once, on the first question) the index of
+// functions and variables.
+func (t *DWARFTypes) symbolIndex() (*dwarfSymbolIndex, error) {
+	if err := t.index(); err != nil {
+		return nil, err
+	}
+	t.symOnce.Do(func() { t.syms, t.symErr = t.scan.buildSymbolIndex() })
+	return t.syms, t.symErr
 }
 
-// FunctionType: as VariableType.
-func (t *DWARFTypes) FunctionType(name string) (*CType, error) {
-	return nil, fmt.Errorf("%w: %s: function %s: the DWARF type index holds types only (whatis with the vmlinux reads functions)", ErrNoType, TypesName(t), name)
+// VariableType is the type of a variable's first definition (else
+// declaration).
+func (t *DWARFTypes) VariableType(name string) (ct *CType, err error) {
+	defer guard(t.path, &err)
+	ix, err := t.symbolIndex()
+	if err != nil {
+		return nil, err
+	}
+	sd, ok := ix.vars[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s has no variable %s", ErrNoType, TypesName(t), name)
+	}
+	db := &dwarfBuild{t: t, r: &dieCursor{t: t}, budget: typeBudget{what: name}}
+	e, err := t.entry(db.r, sd.off)
+	if err != nil {
+		return nil, err
+	}
+	typ, _ := e.Val(dwarf.AttrType).(dwarf.Offset)
+	return db.ctype(typ, 0, false)
+}
+
+// FunctionType is the prototype of a function's first definition (else
+// declaration), with its parameter names.
+func (t *DWARFTypes) FunctionType(name string) (ct *CType, err error) {
+	defer guard(t.path, &err)
+	ix, err := t.symbolIndex()
+	if err != nil {
+		return nil, err
+	}
+	sd, ok := ix.funcs[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s has no function %s", ErrNoType, TypesName(t), name)
+	}
+	db := &dwarfBuild{t: t, r: &dieCursor{t: t}, budget: typeBudget{what: name}}
+	return db.ctype(sd.off, 0, false)
 }
 
 type dwarfBuild struct {
@@ -238,7 +274,7 @@ func (db *dwarfBuild) ctype(off dwarf.Offset, depth int, shallow bool) (*CType, 
 			elem = &CType{Kind: TypeArray, Len: dims[i], Elem: elem, Size: dims[i] * es}
 		}
 		return elem, nil
-	case dwarf.TagSubroutineType:
+	case dwarf.TagSubroutineType, dwarf.TagSubprogram:
 		ct.Kind = TypeFunction
 		cs, err := db.children(e)
 		if err != nil {

@@ -361,3 +361,41 @@ func TestDWARFTypeModel(t *testing.T) {
 		})
 	}
 }
+
+// whatis made from the DWARF type model (functions and variables from
+// the second, symbol pass) says what Vmlinux.Whatis says from
+// debug/dwarf: text, members and offsets, return and parameters.
+func TestDWARFWhatisFromModel(t *testing.T) {
+	names := []string{"struct list_head", "struct task_struct", "enum pid_type", "schedule", "handle_mm_fault", "panic", "init_task", "jiffies_64", "runqueues"}
+	for _, set := range fixtures.SetsWith418(t) {
+		t.Run(set.Name, func(t *testing.T) {
+			v, err := Open(set.Path(t, "kernel", "vmlinux"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			d, err := v.DWARF()
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if _, err := d.symbolIndex(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("functions and variables indexed in %v", time.Since(start).Round(time.Millisecond))
+			for _, n := range names {
+				want, err := v.Whatis(n)
+				if err != nil {
+					t.Fatalf("Vmlinux.Whatis %s: %v", n, err)
+				}
+				got, err := WhatisFrom(d, n, "DWARF")
+				if err != nil {
+					t.Fatalf("WhatisFrom %s: %v", n, err)
+				}
+				if g, w := fmt.Sprintf("%+v", *got), fmt.Sprintf("%+v", *want); g != w {
+					t.Errorf("whatis %s from the type model:\n%s\nfrom debug/dwarf:\n%s", n, g, w)
+				}
+			}
+		})
+	}
+}

@@ -1073,8 +1073,9 @@ func (r runqResult) text(w io.Writer) error {
 }
 
 // Whatis describes a name from the vmlinux's DWARF; without a vmlinux
-// (or one without DWARF) from the model's type source, the dump's BTF,
-// which has fewer names: its functions, per-CPU variables and types.
+// (or one whose DWARF cannot be read) from the model's type source,
+// mostly BTF (the dump's, or the vmlinux's .BTF), which has fewer names:
+// its functions, per-CPU variables and types.
 func (t *Triage) Whatis(name string) (*symbols.Description, error) {
 	var dwarfErr error
 	if t.K.Vmlinux != nil {
@@ -1084,18 +1085,16 @@ func (t *Triage) Whatis(name string) (*symbols.Description, error) {
 		}
 		dwarfErr = err
 	}
-	// Only BTF: the DWARF type source indexes types, not functions and
-	// variables (Vmlinux.Whatis reads those).
-	b, ok := t.K.Types.(*symbols.BTF)
+	l, ok := t.K.Types.(symbols.TypeLookup)
 	if !ok {
 		if dwarfErr != nil {
 			return nil, dwarfErr
 		}
 		return nil, fmt.Errorf("whatis: needs the vmlinux's DWARF or the kernel's BTF (type source: %s)", symbols.TypesName(t.K.Types))
 	}
-	d, err := symbols.WhatisFrom(b, name, symbols.TypesName(b))
+	d, err := symbols.WhatisFrom(l, name, symbols.TypesName(t.K.Types))
 	if err != nil {
-		return nil, errNoName(name, symbols.TypesName(b), err, dwarfErr)
+		return nil, errNoName(name, symbols.TypesName(t.K.Types), err, dwarfErr)
 	}
 	return d, nil
 }
