@@ -61,11 +61,19 @@ type btfType struct {
 	kflag   bool
 	vlen    uint16
 	sizeOrT uint32 // size for INT/STRUCT/UNION/ENUM, type for PTR/TYPEDEF/...
-	intEnc  uint32 // INT: encoding, bit offset and width (BTF_INT_*)
 	members []btfMember
 	array   [3]uint32 // elem type, index type, nelems
 	enums   []btfEnumValue
+	intEnc  uint32      // INT: encoding<<24 | bit offset<<16 | bits
+	params  []btfMember // FUNC_PROTO: name and type (bitOffset unused)
 }
+
+// INT encodings (the top byte of an INT's extra word).
+const (
+	btfIntSigned = 1
+	btfIntChar   = 2
+	btfIntBool   = 4
+)
 
 type btfEnumValue struct {
 	name  string
@@ -76,7 +84,7 @@ type btfMember struct {
 	name      string
 	typ       uint32
 	bitOffset uint32
-	bitSize   uint32 // a bitfield's width (kflag structs); 0 otherwise
+	bitSize   uint8 // a kflag struct's bitfield size; 0: not a bitfield (or see the INT)
 }
 
 // ParseBTF parses raw BTF (the vmlinux .BTF section, or __start_BTF..
@@ -143,10 +151,20 @@ func ParseBTF(data []byte) (*BTF, error) {
 			return nil, fmt.Errorf("BTF: offset %d: type data runs past the type section", base+at)
 		}
 		switch t.kind {
-		case BTF_KIND_INT:
-			t.intEnc = le.Uint32(ts[off:])
 		case BTF_KIND_ARRAY:
 			t.array = [3]uint32{le.Uint32(ts[off:]), le.Uint32(ts[off+4:]), le.Uint32(ts[off+8:])}
+		case BTF_KIND_INT:
+			t.intEnc = le.Uint32(ts[off:])
+		case BTF_KIND_FUNC_PROTO:
+			t.params = make([]btfMember, t.vlen)
+			for i := range t.params {
+				m := ts[off+8*i:]
+				name, err := b.str(le.Uint32(m))
+				if err != nil {
+					return nil, fmt.Errorf("BTF: offset %d: parameter %d: %w", base+off+8*i, i, err)
+				}
+				t.params[i] = btfMember{name: name, typ: le.Uint32(m[4:])}
+			}
 		case BTF_KIND_ENUM, BTF_KIND_ENUM64:
 			step := 8
 			if t.kind == BTF_KIND_ENUM64 {
@@ -175,11 +193,13 @@ func ParseBTF(data []byte) (*BTF, error) {
 				if err != nil {
 					return nil, fmt.Errorf("BTF: offset %d: member %d: %w", base+off+12*i, i, err)
 				}
-				bo, bits := le.Uint32(m[8:]), uint32(0)
+				bo := le.Uint32(m[8:])
+				var bs uint8
 				if t.kflag {
-					bo, bits = bo&0xffffff, bo>>24 // high 8 bits are the bitfield size
+					bs = uint8(bo >> 24) // high 8 bits are the bitfield size
+					bo &= 0xffffff
 				}
-				t.members[i] = btfMember{name: name, typ: le.Uint32(m[4:]), bitOffset: bo, bitSize: bits}
+				t.members[i] = btfMember{name: name, typ: le.Uint32(m[4:]), bitOffset: bo, bitSize: bs}
 			}
 		}
 		off += extra

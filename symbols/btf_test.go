@@ -111,7 +111,7 @@ func FuzzBTF(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzCorpus refreshes testdata/fuzz/FuzzBTF.
+// TestWriteFuzzCorpus refreshes testdata/fuzz/FuzzBTF and FuzzBTFTypes.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("VMCORE_WRITE_CORPUS") == "" {
 		t.Skip("set VMCORE_WRITE_CORPUS=1 to rewrite testdata/fuzz")
@@ -122,6 +122,11 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "wrapping-offsets"), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", wrappingBTF())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	types := filepath.Join("testdata", "fuzz", "FuzzBTFTypes")
+	os.MkdirAll(types, 0o755)
+	if err := os.WriteFile(filepath.Join(types, "typegraph"), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", typegraphBTF())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -39,6 +39,10 @@ type DWARFTypes struct {
 	idxErr error
 	ix     *dwarfNameIndex
 
+	symOnce sync.Once // functions and variables, for whatis (symbolIndex)
+	symErr  error
+	syms    *dwarfSymbolIndex
+
 	mu      sync.Mutex
 	units   map[uint64]*unitData // by start, made when first read
 	whole   *dwarf.Data          // all of .debug_info, made only if needed

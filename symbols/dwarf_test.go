@@ -215,6 +215,12 @@ func FuzzDWARF(f *testing.F) {
 		d.ArrayLen("outer", "matrix")
 		d.Enum("colour")
 		d.EnumValue("HUGE")
+		if ct, err := d.LookupType("struct outer"); err == nil {
+			DescribeType(ct)
+		}
+		d.LookupType("enum colour")
+		d.LookupType("atomic_long_t")
+		WhatisFrom(d, "o", "DWARF")
 	})
 }
 

@@ -972,3 +972,85 @@ func (r *dieReader) enumerators(ix *dwarfNameIndex) bool {
 		}
 	}
 }
+
+// dwarfSymbolIndex is where each function and variable name is first
+// defined among the units' top-level DIEs, else first declared (a
+// definition after an extern declaration in its unit, as init_task's,
+// has no name of its own: DW_AT_specification), for whatis-style
+// questions. The type index leaves them out, and so costs every load
+// nothing for them; this second pass runs on the first such question.
+type dwarfSymbolIndex struct {
+	funcs, vars map[string]symbolDIE
+}
+
+type symbolDIE struct {
+	off  dwarf.Offset
+	decl bool
+}
+
+// buildSymbolIndex scans every unit's top-level DIEs once more.
+func (s *dwarfScanner) buildSymbolIndex() (*dwarfSymbolIndex, error) {
+	ix := &dwarfSymbolIndex{funcs: map[string]symbolDIE{}, vars: map[string]symbolDIE{}}
+	defer func() { s.cur = nil }()
+	for off := uint64(0); off < uint64(len(s.info)); {
+		u, err := s.nextUnit(off)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.symbolsUnit(&u, ix); err != nil {
+			return nil, err
+		}
+		off = u.end
+	}
+	return ix, nil
+}
+
+func (s *dwarfScanner) symbolsUnit(u *scanUnit, ix *dwarfSymbolIndex) error {
+	t, err := s.table(u.abbrevOff, u.f)
+	if err != nil {
+		return err
+	}
+	r := dieReader{s: s, u: u, t: t, c: cursor{b: s.info[:u.end], pos: int(u.firstDIE)}}
+	if r.c.pos >= len(r.c.b) {
+		return nil
+	}
+	var cu die
+	if !r.next(&cu, dieSkip) {
+		return r.err
+	}
+	if !cu.a.children {
+		return nil
+	}
+	u.strOffsetsBase = r.unitStrOffsetsBase(&cu)
+	if r.err != nil {
+		return r.err
+	}
+	for r.c.pos < len(r.c.b) {
+		var d die
+		if !r.next(&d, dieAll) {
+			if r.err != nil {
+				return r.err
+			}
+			break // the unit's null entry
+		}
+		var m map[string]symbolDIE
+		switch d.a.tag {
+		case dwarf.TagSubprogram:
+			m = ix.funcs
+		case dwarf.TagVariable:
+			m = ix.vars
+		}
+		if m != nil {
+			if !r.loadName(&d) {
+				return r.err
+			}
+			if old, ok := m[string(d.name)]; (!ok || old.decl && !d.decl) && len(d.name) > 0 {
+				m[string(d.name)] = symbolDIE{dwarf.Offset(d.off), d.decl}
+			}
+		}
+		if !r.skipChildren(&d) {
+			return r.err
+		}
+	}
+	return nil
+}

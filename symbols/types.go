@@ -15,6 +15,9 @@ import (
 // A path is dotted member names ("thread.sp", "core_layout.base"); each
 // step may pass through anonymous structs and unions. Errors for a type
 // or member the source does not have wrap ErrNoType.
+//
+// *BTF and *DWARFTypes also implement TypeLookup (whole types, for
+// printing values and for whatis), found by a type assertion.
 type Types interface {
 	// Offset is the byte offset of a member path in a struct or union.
 	Offset(structName, path string) (uint64, error)

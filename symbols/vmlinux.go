@@ -217,6 +217,26 @@ func (v *Vmlinux) BuildID() string {
 // the first in the symbol table, which names what the kernel's own
 // traces print.
 func (v *Vmlinux) SymbolAt(addr uint64) (name string, off uint64, ok bool) {
+	s, ok := v.symbolAt(addr)
+	if !ok {
+		return "", 0, false
+	}
+	return s.Name, addr - s.Value, true
+}
+
+// UnsizedData says the symbol SymbolAt names addr by has no size and is
+// not in code (an assembler label in .data, such as init_top_pgt): gdb's
+// print symbol does not name a pointer by such a symbol, and neither do
+// values printed as crash prints them.
+func (v *Vmlinux) UnsizedData(addr uint64) bool {
+	s, ok := v.symbolAt(addr)
+	if !ok || s.Size > 0 {
+		return false
+	}
+	return int(s.Section) >= len(v.elf.Sections) || v.elf.Sections[s.Section].Flags&elf.SHF_EXECINSTR == 0
+}
+
+func (v *Vmlinux) symbolAt(addr uint64) (elf.Symbol, bool) {
 	v.sortOnce.Do(v.sortSymbols)
 	i := sort.Search(len(v.sorted), func(i int) bool { return v.sorted[i].Value > addr }) - 1
 	// A sized symbol containing addr, among the few addresses just below.
@@ -224,7 +244,7 @@ func (v *Vmlinux) SymbolAt(addr uint64) (name string, off uint64, ok bool) {
 		g := v.aliasStart(j)
 		for k := g; k <= j; k++ {
 			if s := v.sorted[k]; s.Size > 0 && addr-s.Value < s.Size {
-				return s.Name, addr - s.Value, true
+				return s, true
 			}
 		}
 		j = g - 1
@@ -232,11 +252,11 @@ func (v *Vmlinux) SymbolAt(addr uint64) (name string, off uint64, ok bool) {
 	if i >= 0 {
 		for k := v.aliasStart(i); k <= i; k++ {
 			if s := v.sorted[k]; s.Size == 0 && addr-s.Value < 1<<16 {
-				return s.Name, addr - s.Value, true
+				return s, true
 			}
 		}
 	}
-	return "", 0, false
+	return elf.Symbol{}, false
 }
 
 // aliasStart returns the first index of the symbols at sorted[i]'s address.

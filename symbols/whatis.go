@@ -127,7 +127,7 @@ func (f typeFormatter) body(b *strings.Builder, e *dwarf.Entry, indent, depth in
 		case dwarf.TagMember:
 			n, _ := c.Val(dwarf.AttrName).(string)
 			t, _ := c.Val(dwarf.AttrType).(dwarf.Offset)
-			off, _ := c.Val(dwarf.AttrDataMemberLoc).(int64)
+			off := memberBitOffset(c) / 8 // a DWARF 5 bitfield has no DW_AT_data_member_location
 			if te := f.entry(t); te != nil && depth < maxTypeDepth && (te.Tag == dwarf.TagStructType || te.Tag == dwarf.TagUnionType) && te.Val(dwarf.AttrName) == nil {
 				kw := map[dwarf.Tag]string{dwarf.TagStructType: "struct", dwarf.TagUnionType: "union"}[te.Tag]
 				fmt.Fprintf(b, "%s%s {\n", pad, kw)
@@ -137,14 +137,14 @@ func (f typeFormatter) body(b *strings.Builder, e *dwarf.Entry, indent, depth in
 				} else {
 					fmt.Fprintf(b, "%s};\n", pad)
 				}
-				members = append(members, Member{kw + " {...} " + n, uint64(off)})
+				members = append(members, Member{kw + " {...} " + n, off})
 				return
 			}
 			decl := f.declare(t, n, 0)
 			if bits, ok := c.Val(dwarf.AttrBitSize).(int64); ok {
 				decl += fmt.Sprintf(" : %d", bits)
 			}
-			members = append(members, Member{decl, uint64(off)})
+			members = append(members, Member{decl, off})
 			fmt.Fprintf(b, "%s%s;\n", pad, decl)
 		case dwarf.TagEnumerator:
 			n, _ := c.Val(dwarf.AttrName).(string)

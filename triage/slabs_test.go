@@ -116,7 +116,7 @@ func testKmemSlabsMatchCrash(t *testing.T, set fixtures.Set) {
 				t.Fatalf("crash printed %d caches", len(theirs))
 			}
 			if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
-				t.Errorf("kmem -s differs from crash's:\n%s", lineDiff(theirs, ours))
+				t.Errorf("kmem -s differs from crash's:\n%s", rowDiff(theirs, ours))
 			}
 		})
 	}
@@ -135,8 +135,8 @@ func crashRows(out string) []string {
 	return rows
 }
 
-// lineDiff shows the rows of a that b lacks and the reverse.
-func lineDiff(a, b []string) string {
+// rowDiff shows the rows of a that b lacks and the reverse.
+func rowDiff(a, b []string) string {
 	in := func(l []string) map[string]bool {
 		m := map[string]bool{}
 		for _, s := range l {

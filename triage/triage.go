@@ -47,9 +47,10 @@ var Commands = []struct{ Name, Usage, Help string }{
 	{"mod", "mod", "loaded modules: name, base, size, state"},
 	{"rd", "rd [-s] [-p | -u PID] ADDR|SYMBOL [COUNT]", "quad words of memory (kernel, -p physical, -u a task's user space), -s as symbols"},
 	{"sym", "sym ADDR|SYMBOL", "the symbol at an address, or a symbol's address, with its type letter (T, D, B, R...) and, in text, the source line"},
-	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF"},
+	{"whatis", "whatis SYMBOL | struct NAME", "a function's prototype (with parameter names), a variable's type, or a struct, union or enum's definition, from the vmlinux's DWARF; without a vmlinux from the dump's BTF (its functions, per-CPU variables and types)"},
 	{"vm", "vm [PID]", "the task's memory mappings (the panicking task's without PID): mm, pgd, RSS, total VM, then each VMA's start, end, flags and file (or [heap], [stack], [vdso], [vvar]), as crash's vm"},
 	{"files", "files [PID]", "the task's open files (the panicking task's without PID): root and cwd, then each fd's struct file, dentry, inode, type and path, as crash's files"},
+	{"struct", "struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL[:CPUS]", "the struct (or union) NAME at an address, its members' values nested as crash prints them; .MEMBER (a.b, a,b): only those members; SYMBOL:CPUS a per-CPU variable's copies (:a all, :1,3, :0-2); NAME alone: its definition"},
 	{"runq", "runq", "each CPU's run queue: the current task, then the RT and CFS tasks waiting, as crash's runq"},
 	{"analyze", "analyze", "what crashed and why: the kind of crash, task, CPU, backtrace with source lines, the fault, memory when memory was the reason, taint, modules and the log up to the panic (Markdown; --json)"},
 	{"help", "help", "this list"},
@@ -71,6 +72,7 @@ var needsTypes = map[string]string{
 	"vm":      "read the memory mappings (they need struct mm_struct's and vm_area_struct's layouts)",
 	"files":   "read the open files (they need struct files_struct's and fdtable's layouts)",
 	"analyze": "analyze (reading the tasks, the log and the memory counters needs struct layouts)",
+	"struct":  "print a struct (its layout comes from the kernel's types)",
 }
 
 func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
@@ -250,13 +252,40 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 		if len(args) < 2 {
 			return fmt.Errorf("%w: whatis SYMBOL | struct NAME | union NAME | enum NAME", ErrUsage)
 		}
-		if t.K.Vmlinux == nil {
-			return fmt.Errorf("whatis: needs the vmlinux's DWARF (no vmlinux given; not read from BTF yet)")
-		}
 		var d *symbols.Description
-		d, err = t.K.Vmlinux.Whatis(strings.Join(args[1:], " "))
+		d, err = t.Whatis(strings.Join(args[1:], " "))
 		if err == nil {
 			v = whatisResult{d}
+		}
+	case "struct":
+		switch len(args) {
+		case 2:
+			// crash's struct NAME: the definition (of a struct, else a
+			// union, else a typedef of the name).
+			if strings.Contains(args[1], ".") {
+				return fmt.Errorf("%w: struct NAME.MEMBER needs an address", ErrUsage)
+			}
+			var d *symbols.Description
+			for _, n := range []string{"struct " + args[1], "union " + args[1], args[1]} {
+				var e error
+				if d, e = t.Whatis(n); e == nil {
+					break
+				}
+				if err == nil {
+					err = e // the struct's error is the one to give
+				}
+			}
+			if d != nil {
+				v, err = whatisResult{d}, nil
+			}
+		case 3:
+			if sym, cpus, ok := strings.Cut(args[2], ":"); ok {
+				v, err = t.StructPerCPU(args[1], sym, cpus)
+			} else {
+				v, err = t.Struct(args[1], args[2])
+			}
+		default:
+			return fmt.Errorf("%w: struct NAME[.MEMBER[,MEMBER...]] ADDR|SYMBOL[:CPUS]", ErrUsage)
 		}
 	case "help":
 		v = helpText{}
@@ -1065,6 +1094,33 @@ func (r runqResult) text(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// Whatis describes a name from the vmlinux's DWARF; without a vmlinux
+// (or one whose DWARF cannot be read) from the model's type source,
+// mostly BTF (the dump's, or the vmlinux's .BTF), which has fewer names:
+// its functions, per-CPU variables and types.
+func (t *Triage) Whatis(name string) (*symbols.Description, error) {
+	var dwarfErr error
+	if t.K.Vmlinux != nil {
+		d, err := t.K.Vmlinux.Whatis(name)
+		if err == nil || errors.Is(err, symbols.ErrNotFound) {
+			return d, err
+		}
+		dwarfErr = err
+	}
+	l, ok := t.K.Types.(symbols.TypeLookup)
+	if !ok {
+		if dwarfErr != nil {
+			return nil, dwarfErr
+		}
+		return nil, fmt.Errorf("whatis: needs the vmlinux's DWARF or the kernel's BTF (type source: %s)", symbols.TypesName(t.K.Types))
+	}
+	d, err := symbols.WhatisFrom(l, name, symbols.TypesName(t.K.Types))
+	if err != nil {
+		return nil, errNoName(name, symbols.TypesName(t.K.Types), err, dwarfErr)
+	}
+	return d, nil
 }
 
 // whatisResult is `whatis`.

@@ -67,8 +67,8 @@ func TestGDBNoBTF(t *testing.T) {
 func TestNoBTFWithoutVmlinux(t *testing.T) {
 	t.Setenv(symbols.TypesEnv, "")
 	_, dump := fixtures.NoBTF(t)
-	for _, cmd := range []string{"ps", "bt", "sys"} {
-		out, stderr, code := runCLI(t, cmd, dump)
+	for _, cmd := range [][]string{{"ps"}, {"bt"}, {"sys"}, {"struct", "--", "list_head", "init_task"}, {"whatis", "--", "struct list_head"}} {
+		out, stderr, code := runCLI(t, append([]string{cmd[0], dump}, cmd[1:]...)...)
 		checkOneLineError(t, stderr, code, dump, "the dumped kernel has no BTF", "give the vmlinux")
 		if len(out) != 0 {
 			t.Errorf("%s printed %q", cmd, out)

@@ -28,7 +28,7 @@ func newTriageCmds() []*cobra.Command {
 		var userPID, jobs int
 		var onePID int // vm, files: --pid
 		var psUser, psKernel, psLeaders, logWall, kmemInfo, kmemZones, kmemSlabs bool
-		operands := c.Name == "rd" || c.Name == "sym" || c.Name == "whatis"
+		operands := c.Name == "rd" || c.Name == "sym" || c.Name == "whatis" || c.Name == "struct"
 		var pids, cpus []int
 		var modDirs []string
 		cmd := &cobra.Command{
@@ -166,7 +166,7 @@ The same command answers "monitor ` + c.Usage + `" inside a gdb session.`,
 		}
 		if operands {
 			cmd.Use = c.Name + " [flags] [VMLINUX] VMCORE... -- " + strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(c.Usage, c.Name), " [-s] [-p | -u PID]"))
-			cmd.Example = fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore -- %s", c.Name, map[string]string{"rd": "linux_banner 8", "sym": "panic", "whatis": "handle_mm_fault"}[c.Name])
+			cmd.Example = fmt.Sprintf("  vmcore-gdbserver %s vmlinux vmcore -- %s", c.Name, map[string]string{"rd": "linux_banner 8", "sym": "panic", "whatis": "handle_mm_fault", "struct": "task_struct.comm,pid init_task"}[c.Name])
 		}
 		if c.Name == "vm" || c.Name == "files" {
 			cmd.Flags().IntVarP(&onePID, "pid", "p", 0, "the task with this pid (default: the panicking task), as crash's "+c.Name+" PID")
