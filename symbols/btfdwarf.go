@@ -31,19 +31,24 @@ var ErrDWARFTooLarge = errors.New("generated DWARF too large")
 // TypeID or, when TypeID is 0, the type named TypeName: "struct NAME",
 // "union NAME", "enum NAME", a typedef or base type name ("u64", "long
 // unsigned int"), or "void", each optionally followed by one or more "*".
+// Static (a kallsyms 'd' or 'b') leaves out DW_AT_external.
 type DWARFVariable struct {
 	Name     string
 	Addr     uint64
 	TypeID   uint32
 	TypeName string
+	Static   bool
 }
 
 // DWARFFunction is a function for BTF.DWARF to describe at [Addr,
 // Addr+Size) with the prototype of the BTF_KIND_FUNC of the same name.
-// Size 0 is taken as 1.
+// Size 0 is taken as 1. Static (a kallsyms 't') leaves out DW_AT_external;
+// BTF's own FUNC linkage says nothing useful (pahole marks every function
+// static).
 type DWARFFunction struct {
 	Name       string
 	Addr, Size uint64
+	Static     bool
 }
 
 // DWARFSections is generated DWARF 4: the contents of .debug_abbrev,
@@ -689,7 +694,7 @@ func (g *dwarfGen) function(f DWARFFunction) string {
 		size = 1
 	}
 	a := []uint16{dwAtName, dwFormStrp}
-	if fn.vlen != 0 { // linkage: not static
+	if !f.Static {
 		a = append(a, dwAtExternal, dwFormFlagPresent)
 	}
 	a = append(a, dwAtPrototyped, dwFormFlagPresent, dwAtLowPC, dwFormAddr, dwAtHighPC, dwFormData8)
@@ -750,8 +755,12 @@ func (g *dwarfGen) variable(v DWARFVariable) string {
 			}
 		}
 	}
-	g.die(dwTagVariable, false, dwAtName, dwFormStrp, dwAtExternal, dwFormFlagPresent,
-		dwAtLocation, dwFormExprloc, dwAtType, dwFormRef4)
+	if v.Static {
+		g.die(dwTagVariable, false, dwAtName, dwFormStrp, dwAtLocation, dwFormExprloc, dwAtType, dwFormRef4)
+	} else {
+		g.die(dwTagVariable, false, dwAtName, dwFormStrp, dwAtExternal, dwFormFlagPresent,
+			dwAtLocation, dwFormExprloc, dwAtType, dwFormRef4)
+	}
 	g.strp(v.Name)
 	g.uleb(9)
 	g.u8(dwOpAddr)

@@ -320,14 +320,21 @@ func synthObject(t *testing.T, v *Vmlinux, b *BTF) (obj []byte, s *DWARFSections
 		if err != nil || addr < text.Addr || addr >= text.Addr+text.Size {
 			continue
 		}
-		funcs = append(funcs, DWARFFunction{Name: ty.name, Addr: addr, Size: size})
-		syms = append(syms, elfwrite.Symbol{Name: ty.name, Value: addr, Size: size, Type: elf.STT_FUNC, Bind: elf.STB_GLOBAL, Section: ".text"})
+		bind := elf.ST_BIND(v.syms[ty.name].Info)
+		funcs = append(funcs, DWARFFunction{Name: ty.name, Addr: addr, Size: size, Static: bind == elf.STB_LOCAL})
+		syms = append(syms, elfwrite.Symbol{Name: ty.name, Value: addr, Size: size, Type: elf.STT_FUNC, Bind: bind, Section: ".text"})
 	}
 	var vars []DWARFVariable
+	nPerCPU := 0
 	for _, bv := range b.Variables() {
 		if bv.Section != ".data..percpu" {
 			continue
 		}
+		// DATASEC offsets are the vmlinux's per-CPU symbol values.
+		if addr, _, err := v.Symbol(bv.Name); err == nil && addr != uint64(bv.Offset) {
+			t.Errorf("per-CPU %s: BTF offset 0x%x, vmlinux symbol 0x%x", bv.Name, bv.Offset, addr)
+		}
+		nPerCPU++
 		vars = append(vars, DWARFVariable{Name: bv.Name, Addr: uint64(bv.Offset), TypeID: bv.Type})
 		syms = append(syms, elfwrite.Symbol{Name: bv.Name, Value: uint64(bv.Offset), Size: uint64(bv.Size), Type: elf.STT_OBJECT, Bind: elf.STB_GLOBAL, Section: ".data..percpu"})
 	}
@@ -339,6 +346,10 @@ func synthObject(t *testing.T, v *Vmlinux, b *BTF) (obj []byte, s *DWARFSections
 		vars = append(vars, DWARFVariable{Name: x[0], Addr: addr, TypeName: x[1]})
 		syms = append(syms, elfwrite.Symbol{Name: x[0], Value: addr, Size: size, Type: elf.STT_OBJECT, Bind: elf.STB_GLOBAL, Section: "*ABS*"})
 	}
+	if nPerCPU < 100 {
+		t.Errorf("%d per-CPU variables in BTF", nPerCPU)
+	}
+	t.Logf("%d functions, %d per-CPU variables", len(funcs), nPerCPU)
 	start := time.Now()
 	s, err := b.DWARF(vars, funcs)
 	elapsed = time.Since(start)
@@ -485,8 +496,12 @@ func TestBTFDWARFObject(t *testing.T) {
 				}
 			}
 
-			dir := t.TempDir()
-			objPath := filepath.Join(dir, "synth.o")
+			// VMCORE_SYNTH_DIR=dir keeps the objects (dir/synth-6.1.o, ...).
+			dir := os.Getenv("VMCORE_SYNTH_DIR")
+			if dir == "" {
+				dir = t.TempDir()
+			}
+			objPath := filepath.Join(dir, "synth-"+set.Name+".o")
 			if err := os.WriteFile(objPath, obj, 0o644); err != nil {
 				t.Fatal(err)
 			}
