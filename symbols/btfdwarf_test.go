@@ -174,30 +174,34 @@ func TestBTFDWARFSmall(t *testing.T) {
 // Loops of typedefs, qualifiers and arrays become void where they are
 // referred to, and type tags are skipped.
 func TestBTFDWARFCycles(t *testing.T) {
-	bb := &btfBuilder{strs: []byte{0}}
-	i32 := bb.typ("int", BTF_KIND_INT, false, 0, 4, btfIntSigned<<24|32) // 1
-	bb.typ("loop_a", BTF_KIND_TYPEDEF, false, 0, 3)                      // 2 → 3 → 2
-	bb.typ("", BTF_KIND_CONST, false, 0, 2)                              // 3
-	bb.typ("", BTF_KIND_ARRAY, false, 0, 0, 4, i32, 2)                   // 4: array of itself
-	tag := bb.typ("rcu", BTF_KIND_TYPE_TAG, false, 0, i32)               // 5
-	bb.typ("", BTF_KIND_PTR, false, 0, tag)                              // 6: int *
-	bb.typ("s", BTF_KIND_STRUCT, false, 3, 16,                           // 7
-		bb.str("a"), 2, 0, bb.str("b"), 4, 32, bb.str("c"), 6, 64)
-	bb.typ("", BTF_KIND_PTR, false, 0, 999) // 8: out of range
-	b, err := ParseBTF(bb.bytes())
+	b, err := ParseBTF(cyclesBTF())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := b.DWARF(nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	if got := fmt.Sprint(b.Variables()); got != "[{pcpu_s 10 7 1 .data..percpu 256 16} {plain 12 1 0  0 0}]" {
+		t.Errorf("variables %s", got)
+	}
+	s, err := b.DWARF([]DWARFVariable{{Name: "pcpu_s", Addr: 256, TypeID: 7}}, []DWARFFunction{{Name: "f", Addr: 0x1000, Static: true}})
+	if err != nil || len(s.Skipped) != 0 {
+		t.Fatal(err, s.Skipped)
 	}
 	d, err := genDWARFData(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := checkRefs(d); err != nil {
+	byOff, err := checkRefs(d)
+	if err != nil {
 		t.Fatal(err)
+	}
+	var tags []string
+	for _, e := range byOff {
+		if e.Tag == dwarf.TagSubprogram || e.Tag == dwarf.TagVariable {
+			tags = append(tags, fmt.Sprintf("%s %v ext %v", e.Tag, e.Val(dwarf.AttrName), e.Val(dwarf.AttrExternal)))
+		}
+	}
+	sort.Strings(tags)
+	if got := strings.Join(tags, "|"); got != "Subprogram f ext <nil>|Variable pcpu_s ext true" {
+		t.Errorf("got %s", got)
 	}
 	r := d.Reader()
 	for {
@@ -215,6 +219,27 @@ func TestBTFDWARFCycles(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cyclesBTF has loops of typedefs, qualifiers and arrays, a type tag, an
+// id out of range and a per-CPU variable.
+func cyclesBTF() []byte {
+	bb := &btfBuilder{strs: []byte{0}}
+	i32 := bb.typ("int", BTF_KIND_INT, false, 0, 4, btfIntSigned<<24|32) // 1
+	bb.typ("loop_a", BTF_KIND_TYPEDEF, false, 0, 3)                      // 2 → 3 → 2
+	bb.typ("", BTF_KIND_CONST, false, 0, 2)                              // 3
+	bb.typ("", BTF_KIND_ARRAY, false, 0, 0, 4, i32, 2)                   // 4: array of itself
+	tag := bb.typ("rcu", BTF_KIND_TYPE_TAG, false, 0, i32)               // 5
+	bb.typ("", BTF_KIND_PTR, false, 0, tag)                              // 6: int *
+	bb.typ("s", BTF_KIND_STRUCT, false, 3, 16,                           // 7
+		bb.str("a"), 2, 0, bb.str("b"), 4, 32, bb.str("c"), 6, 64)
+	bb.typ("", BTF_KIND_PTR, false, 0, 999)                              // 8: out of range
+	bb.typ("", BTF_KIND_FUNC_PROTO, false, 2, i32, bb.str("x"), 2, 0, 0) // 9: int (loop_a x, ...)
+	bb.typ("pcpu_s", BTF_KIND_VAR, false, 0, 7, 1)                       // 10
+	bb.typ("f", BTF_KIND_FUNC, false, 0, 9)                              // 11
+	bb.typ("plain", BTF_KIND_VAR, false, 0, i32, 0)                      // 12: in no DATASEC
+	bb.typ(".data..percpu", BTF_KIND_DATASEC, false, 2, 4096, 10, 256, 16, 999, 0, 4)
+	return bb.bytes()
 }
 
 func fieldsOf(st *dwarf.StructType) string {
@@ -241,12 +266,15 @@ func FuzzBTFDWARF(f *testing.F) {
 	f.Add(sampleBTF())
 	f.Add(wrappingBTF())
 	f.Add(typegraphBTF())
+	f.Add(cyclesBTF())
 	for _, dir := range []string{"FuzzBTF", "FuzzBTFTypes"} {
 		seeds, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
 		for _, s := range seeds {
-			if data, err := readCorpusBytes(s); err == nil {
-				f.Add(data)
+			data, err := readCorpusBytes(s)
+			if err != nil {
+				f.Fatal(err)
 			}
+			f.Add(data)
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
