@@ -142,7 +142,19 @@ func (b *BTF) TypeID(name string) (uint32, error) {
 	if fwd != 0 {
 		return fwd, nil
 	}
+	if alias, ok := gccBaseNames[strings.Join(strings.Fields(name), " ")]; ok {
+		return b.TypeID(alias)
+	}
 	return 0, fmt.Errorf("%w: %s has no %s", ErrNoType, b.originName(), name)
+}
+
+// gccBaseNames are the names gcc (and so pahole) gives the C base types
+// that have other spellings.
+var gccBaseNames = map[string]string{
+	"long": "long int", "signed long": "long int", "unsigned long": "long unsigned int",
+	"long long": "long long int", "unsigned long long": "long long unsigned int",
+	"short": "short int", "unsigned short": "short unsigned int",
+	"unsigned": "unsigned int", "signed": "int", "signed int": "int", "bool": "_Bool",
 }
 
 // DWARF tags, attributes and constants used (DWARF 4, section 7; the

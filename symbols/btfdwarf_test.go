@@ -74,6 +74,7 @@ func TestBTFDWARFSmall(t *testing.T) {
 		{Name: "thing_ptr", Addr: 0x2000, TypeName: "struct thing **"},
 		{Name: "opaque_p", Addr: 0x3000, TypeName: "struct opaque*"},
 		{Name: "vp", Addr: 0x4000, TypeName: "void *"},
+		{Name: "u", Addr: 0x4008, TypeName: "unsigned"},
 		{Name: "nothing", Addr: 0x5000, TypeName: "struct nothing"},
 		{Name: "badid", Addr: 0x5000, TypeID: 1000},
 	}, []DWARFFunction{{Name: "printit", Addr: 0xffffffff81000000, Size: 0x40}, {Name: "absent", Addr: 1}})
