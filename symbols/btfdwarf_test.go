@@ -305,10 +305,38 @@ func FuzzBTFDWARF(f *testing.F) {
 		if err != nil {
 			t.Fatalf("debug/dwarf: %v", err)
 		}
-		if _, err := checkRefs(d); err != nil {
+		byOff, err := checkRefs(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readTypes(d, byOff, 256); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// readTypes reads every type DIE (up to limit, if not 0) with
+// debug/dwarf's Type, in offset order.
+func readTypes(d *dwarf.Data, byOff map[dwarf.Offset]*dwarf.Entry, limit int) (int, error) {
+	var offs []dwarf.Offset
+	for off, e := range byOff {
+		switch e.Tag {
+		case dwarf.TagBaseType, dwarf.TagPointerType, dwarf.TagArrayType, dwarf.TagStructType, dwarf.TagUnionType,
+			dwarf.TagEnumerationType, dwarf.TagTypedef, dwarf.TagConstType, dwarf.TagVolatileType,
+			dwarf.TagRestrictType, dwarf.TagSubroutineType:
+			offs = append(offs, off)
+		}
+	}
+	sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	if limit > 0 && len(offs) > limit {
+		offs = offs[:limit]
+	}
+	for _, off := range offs {
+		if _, err := d.Type(off); err != nil {
+			return 0, fmt.Errorf("debug/dwarf: type at 0x%x: %v", off, err)
+		}
+	}
+	return len(offs), nil
 }
 
 // readCorpusBytes reads a one-[]byte "go test fuzz v1" corpus file.
@@ -515,6 +543,12 @@ func TestBTFDWARFObject(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			start := time.Now()
+			if n, err := readTypes(d, byOff, 0); err != nil {
+				t.Error(err)
+			} else {
+				t.Logf("debug/dwarf read %d types in %v", n, time.Since(start))
+			}
 			for off, e := range byOff {
 				if e.Tag == dwarf.TagStructType && e.Val(dwarf.AttrName) == "task_struct" && e.Val(dwarf.AttrDeclaration) == nil {
 					ty, err := d.Type(off)
@@ -556,7 +590,7 @@ func TestBTFDWARFObject(t *testing.T) {
 			for _, st := range structs {
 				common = append(common, "ptype /o "+st)
 			}
-			start := time.Now()
+			start = time.Now()
 			want := gdbBlocks(t, path, common)
 			t.Logf("gdb on the vmlinux: %v", time.Since(start))
 			start = time.Now()
