@@ -683,8 +683,22 @@ func (g *dwarfGen) params(proto *btfType, named bool) {
 	g.u8(0)
 }
 
+// badName says what is wrong with a name the caller gives, if anything.
+func badName(name string) string {
+	switch {
+	case name == "":
+		return "no name"
+	case strings.IndexByte(name, 0) >= 0:
+		return "NUL in the name"
+	}
+	return ""
+}
+
 func (g *dwarfGen) function(f DWARFFunction) string {
 	b := g.b
+	if why := badName(f.Name); why != "" {
+		return why
+	}
 	var fn *btfType
 	for _, id := range b.byName[f.Name] {
 		if b.types[id].kind == BTF_KIND_FUNC {
@@ -726,6 +740,9 @@ func (g *dwarfGen) function(f DWARFFunction) string {
 
 func (g *dwarfGen) variable(v DWARFVariable) string {
 	b := g.b
+	if why := badName(v.Name); why != "" {
+		return why
+	}
 	var typ uint32
 	if v.TypeID != 0 {
 		if typ = g.ref(v.TypeID); typ == 0 {

@@ -77,12 +77,13 @@ func TestBTFDWARFSmall(t *testing.T) {
 		{Name: "u", Addr: 0x4008, TypeName: "unsigned"},
 		{Name: "nothing", Addr: 0x5000, TypeName: "struct nothing"},
 		{Name: "badid", Addr: 0x5000, TypeID: 1000},
+		{Name: "nul\x00", Addr: 0x5000, TypeID: 15},
 	}, []DWARFFunction{{Name: "printit", Addr: 0xffffffff81000000, Size: 0x40}, {Name: "absent", Addr: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Skipped) != 3 {
-		t.Errorf("skipped %q, want nothing, badid and absent", s.Skipped)
+	if len(s.Skipped) != 4 {
+		t.Errorf("skipped %q, want nothing, badid, nul and absent", s.Skipped)
 	}
 	d, err := genDWARFData(s)
 	if err != nil {
