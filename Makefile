@@ -17,7 +17,7 @@ FUZZTIME ?= $(FUZZEXECS)x
 FUZZ_TARGETS := \
 	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
 	./vmcore:FuzzFlattened ./vmcore:FuzzDecompress ./vmcore:FuzzPageTableWalk \
-	./symbols:FuzzBTF ./symbols:FuzzBTFTypes ./symbols:FuzzDWARF ./symbols:FuzzKallsyms ./symbols:FuzzBuildID ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload ./gdbstub:FuzzVFile ./gdbfiles:FuzzPerCPUView \
+	./symbols:FuzzBTF ./symbols:FuzzBTFTypes ./symbols:FuzzBTFDWARF ./symbols:FuzzDWARF ./symbols:FuzzKallsyms ./symbols:FuzzBuildID ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload ./gdbstub:FuzzVFile ./gdbfiles:FuzzPerCPUView \
 	./unwind:FuzzORC ./unwind:FuzzCFI ./unwind:FuzzCFIObject
 
 .PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench bench-tools clean

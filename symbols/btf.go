@@ -64,8 +64,16 @@ type btfType struct {
 	members []btfMember
 	array   [3]uint32 // elem type, index type, nelems
 	enums   []btfEnumValue
-	intEnc  uint32      // INT: encoding<<24 | bit offset<<16 | bits
-	params  []btfMember // FUNC_PROTO: name and type (bitOffset unused)
+	intEnc  uint32       // INT: encoding<<24 | bit offset<<16 | bits
+	params  []btfMember  // FUNC_PROTO: name and type (bitOffset unused)
+	linkage uint32       // VAR: its linkage word (0 static, 1 global, 2 extern)
+	secinfo []btfSecInfo // DATASEC: the variables it places
+}
+
+// btfSecInfo is one DATASEC entry: a VAR (by id) at an offset in the
+// section.
+type btfSecInfo struct {
+	typ, offset, size uint32
 }
 
 // INT encodings (the top byte of an INT's extra word).
@@ -155,6 +163,14 @@ func ParseBTF(data []byte) (*BTF, error) {
 			t.array = [3]uint32{le.Uint32(ts[off:]), le.Uint32(ts[off+4:]), le.Uint32(ts[off+8:])}
 		case BTF_KIND_INT:
 			t.intEnc = le.Uint32(ts[off:])
+		case BTF_KIND_VAR:
+			t.linkage = le.Uint32(ts[off:])
+		case BTF_KIND_DATASEC:
+			t.secinfo = make([]btfSecInfo, t.vlen)
+			for i := range t.secinfo {
+				m := ts[off+12*i:]
+				t.secinfo[i] = btfSecInfo{typ: le.Uint32(m), offset: le.Uint32(m[4:]), size: le.Uint32(m[8:])}
+			}
 		case BTF_KIND_FUNC_PROTO:
 			t.params = make([]btfMember, t.vlen)
 			for i := range t.params {
