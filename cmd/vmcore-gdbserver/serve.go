@@ -214,6 +214,18 @@ func serve(o *serveOptions, vmlinux string, dumps []string) error {
 		modFiles.ByBuildID = newLocator(os.Stderr).module
 		kt.modFiles = modFiles
 		kt.libLog = func(s string) { logger.Printf("note: %s", s) }
+		if vmlinux == "" && o.execFile {
+			// No vmlinux: gdb gets the kernel's symbols and types from
+			// an object made of the dump's kallsyms and BTF.
+			if path, notes, err := kt.symbolFile(); err != nil {
+				logger.Printf("note: gdb gets no kernel symbols: %v", err)
+			} else {
+				kt.execFile = path
+				for _, n := range notes {
+					logger.Printf("note: %s", n)
+				}
+			}
+		}
 		// The library list (modules, and the unwind object that takes a
 		// few hundred ms to generate) is built now, not when gdb asks:
 		// a reply slower than gdb's remotetimeout makes it resend and

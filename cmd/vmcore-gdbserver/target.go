@@ -294,6 +294,42 @@ func (kt *kernelTarget) unwindLibrary() (string, error) {
 	return fmt.Sprintf("  <library name=\"%s\">\n    <section address=\"0x%x\"/>\n  </library>\n", gdbstub.EscapeXML(path), text), nil
 }
 
+// symbolObjectName is the symbol object's file name (a dump read without
+// its vmlinux).
+const symbolObjectName = "kernel-symbols.elf"
+
+// symbolFile writes the symbol object made from the dump's kallsyms and
+// BTF (kernel.SymbolObject) beside the unwind object, to be offered as
+// the executable: gdb reads an exec file's symbols at once (a library's
+// only once an exec file exists), places its sections where they are,
+// and then loads the libraries (modules, the unwind object) too.
+func (kt *kernelTarget) symbolFile() (string, []string, error) {
+	if kt.modFiles == nil {
+		return "", nil, fmt.Errorf("no directory for generated files")
+	}
+	obj, notes, err := kt.k.SymbolObject()
+	if err != nil {
+		return "", nil, err
+	}
+	path, err := kt.modFiles.WriteFile(symbolObjectName, obj)
+	if err != nil {
+		return "", nil, err
+	}
+	if kt.served != nil {
+		f, _, err := rofile.Open(path)
+		if err == nil {
+			err = kt.served.Add(path, f)
+		}
+		if err != nil {
+			return "", nil, err
+		}
+	}
+	if len(notes) > 3 {
+		notes = append(notes[:3:3], fmt.Sprintf("and %d more left out of the symbol object", len(notes)-3))
+	}
+	return path, notes, nil
+}
+
 // OpenFile serves gdb's vFile:open: only the exact names of the files the
 // server opened for gdb. A module file joins them when the library list
 // is made, so a name not yet known waits for that list once.

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/triage"
+)
+
+// Plain gdb on a dump with no vmlinux anywhere (no debug path, no
+// debuginfod): the server offers the symbol object made from the dump's
+// kallsyms and BTF as the executable. Checked against the kernel model
+// read with the vmlinux: every task is a thread; sleeping tasks' gdb
+// backtraces name the same functions as the model's (gdb shows no inlined
+// frames here); jiffies_64, init_task.comm and a task's comm read through
+// a cast give the dump's values; struct layouts are the vmlinux's; a
+// per-CPU variable read through __per_cpu_offset names each CPU's current
+// task; info symbol names the function of an address.
+func TestGDBWithoutDebugInfo(t *testing.T) {
+	for _, set := range fixtures.Sets(t) {
+		t.Run(set.Name, func(t *testing.T) {
+			dump := set.Path(t, "oom", "vmcore.elf")
+			k := loadModel(t, set, dump)
+			tr := &triage.Triage{K: k}
+			// Sleeping user tasks with a plain kernel stack to compare.
+			var sleepers []*kernel.Task
+			for _, tk := range k.Tasks {
+				if tk.OnCPU == nil && tk.PID > 0 && len(sleepers) < 4 && (tk.PID == 1 || tk.MM == 0) {
+					sleepers = append(sleepers, tk)
+				}
+			}
+			var panicTask *kernel.Task
+			for _, tk := range k.Tasks {
+				if tk.Panic {
+					panicTask = tk
+				}
+			}
+			jiffies, err := k.Symbol("jiffies_64")
+			if err != nil {
+				t.Fatal(err)
+			}
+			jv, err := k.ReadU64(jiffies)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmds := []string{"info threads", "p jiffies_64", "p init_task.comm", "ptype /o struct list_head",
+				fmt.Sprintf("p ((struct task_struct *)%#x)->comm", panicTask.Addr),
+				fmt.Sprintf("p/x (long)&((struct task_struct *)0)->tasks"),
+				"info symbol schedule"}
+			for cpu := range k.CPUs {
+				cmds = append(cmds, fmt.Sprintf("p ((struct rq *)((unsigned long)&runqueues + ((unsigned long *)&__per_cpu_offset)[%d]))->curr->comm", cpu))
+			}
+			out := gdbNoFile(t, dump, cmds)
+			threads := parseThreads(out)
+			// Then each sleeper's backtrace, by its gdb thread number.
+			var bts []string
+			for _, s := range sleepers {
+				for _, th := range threads {
+					if th.pid == int(s.PID) {
+						bts = append(bts, fmt.Sprintf("echo == bt %d\\n", s.PID), fmt.Sprintf("thread apply %d bt", th.num))
+					}
+				}
+			}
+			out += gdbNoFile(t, dump, bts)
+			if len(threads) != len(k.Tasks) {
+				t.Errorf("%d threads, the model has %d tasks", len(threads), len(k.Tasks))
+			}
+			for _, want := range []string{
+				fmt.Sprintf("$1 = %d", jv),
+				`$2 = "swapper/0`,
+				"/* offset      |    size */  type = struct list_head {",
+				fmt.Sprintf(`$3 = "%s`, panicTask.Comm),
+				"schedule in section .text",
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("gdb output lacks %q:\n%s", want, tail(out, 60))
+				}
+			}
+			off, _ := k.Types.Offset("task_struct", "tasks")
+			if !strings.Contains(out, fmt.Sprintf("$4 = %#x", off)) {
+				t.Errorf("offsetof(task_struct, tasks) is not %#x:\n%s", off, grepLines(out, "$4"))
+			}
+			for i, c := range k.CPUs {
+				var cur *kernel.Task
+				for _, tk := range k.Tasks {
+					if tk.OnCPU == c {
+						cur = tk
+					}
+				}
+				if cur == nil {
+					continue
+				}
+				if !regexp.MustCompile(fmt.Sprintf(`\$%d = "%s\\000`, 5+i, regexp.QuoteMeta(cur.Comm))).MatchString(out) {
+					t.Errorf("CPU %d: runqueues' curr is not %q:\n%s", i, cur.Comm, grepLines(out, fmt.Sprintf("$%d ", 5+i)))
+				}
+			}
+			// Each sleeper's gdb frames name the model's functions.
+			for _, s := range sleepers {
+				i := strings.Index(out, fmt.Sprintf("== bt %d\n", s.PID))
+				if i < 0 {
+					t.Fatalf("no backtrace of pid %d", s.PID)
+				}
+				rest := out[i:]
+				if j := strings.Index(rest[1:], "== bt "); j >= 0 {
+					rest = rest[:j+1]
+				}
+				got := frameFuncs(rest)
+				bt, err := tr.BT(false, []int{int(s.PID)})
+				if err != nil || len(bt) != 1 {
+					t.Fatalf("model bt %d: %v", s.PID, err)
+				}
+				var want []string
+				for _, f := range bt[0].Frames {
+					if f.User || isEntryCode(f.Function) || strings.HasPrefix(f.Function, "ret_from_fork") {
+						break
+					}
+					want = append(want, strings.SplitN(f.Function, "+", 2)[0])
+				}
+				if len(want) < 2 || len(got) < len(want) || strings.Join(got[:len(want)], " ") != strings.Join(want, " ") {
+					t.Errorf("pid %d: gdb frames %v, the model's %v", s.PID, got, want)
+				}
+			}
+		})
+	}
+}
+
+// loadModel reads the dump with the set's vmlinux: the reference.
+func loadModel(t *testing.T, set fixtures.Set, dump string) *kernel.Kernel {
+	t.Helper()
+	k, _, closeAll, err := openKernel(set.Path(t, "kernel", "vmlinux"), []string{dump}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeAll)
+	return k
+}
+
+// gdbNoFile runs gdb with no file at all against `serve --stdio DUMP`,
+// with no vmlinux to be found (no debuginfod, an empty cache).
+func gdbNoFile(t *testing.T, dump string, cmds []string) string {
+	t.Helper()
+	gdb := requireGDB(t)
+	args := append([]string{"-q", "-batch", "-nx"}, gdbSlowServer...)
+	args = append(args, "-ex", "set pagination off", "-ex", "set width 0", "-ex", "target remote | "+serverCmd(dump, nil))
+	for _, c := range cmds {
+		args = append(args, "-ex", c)
+	}
+	c := exec.Command(gdb, args...)
+	c.Env = append(os.Environ(), "DEBUGINFOD_URLS=", "XDG_CACHE_HOME="+t.TempDir())
+	b, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("gdb: %v\n%s", err, tail(string(b), 40))
+	}
+	return string(b)
+}
