@@ -155,6 +155,11 @@ func (k *Kernel) SymbolObject() ([]byte, []string, error) {
 			es.Type = elf.STT_FUNC
 		case 'D', 'd', 'B', 'b', 'R', 'r', 'V', 'v':
 			es.Type = elf.STT_OBJECT
+		case 'A', 'a':
+			// kallsyms marks per-CPU variables absolute: they are offsets.
+			if ranges[r].name == ".data..percpu" {
+				es.Type = elf.STT_OBJECT
+			}
 		default:
 			es.Type = elf.STT_NOTYPE
 		}
