@@ -39,6 +39,16 @@ var wellKnownGlobals = []struct{ name, typ string }{
 	{"vmap_area_list", "struct list_head"},
 	{"init_cred", "struct cred"},
 	{"prb", "struct printk_ringbuffer *"},
+	{"hrtimer_resolution", "unsigned int"},
+	{"saved_command_line", "char *"},
+	{"__cpu_online_mask", "struct cpumask"},
+	{"__cpu_possible_mask", "struct cpumask"},
+	{"__cpu_present_mask", "struct cpumask"},
+	{"__cpu_active_mask", "struct cpumask"},
+	{"clk_root_list", "struct hlist_head"},
+	{"clk_orphan_list", "struct hlist_head"},
+	{"iomem_resource", "struct resource"},
+	{"ioport_resource", "struct resource"},
 }
 
 // symbolRange is one NOBITS section of the symbol object: an address
@@ -190,6 +200,17 @@ func (k *Kernel) SymbolObject() ([]byte, []string, error) {
 			continue
 		}
 		vars = append(vars, symbols.DWARFVariable{Name: g.name, Addr: a, TypeName: g.typ})
+	}
+	// linux_banner[], as long as the string the dump holds there.
+	if a, ok := addr("linux_banner"); ok {
+		if b, err := k.readCString(a, 1024); err == nil && b != "" && len(b) < 1023 {
+			vars = append(vars, symbols.DWARFVariable{Name: "linux_banner", Addr: a, TypeName: "char", Count: uint64(len(b) + 1)})
+		}
+	}
+	// __per_cpu_offset[], as long as the dump says CPUs can be: what
+	// per-CPU reads index (the kernel's gdb scripts' per_cpu() too).
+	if a, ok := addr("__per_cpu_offset"); ok && len(k.CPUs) > 0 {
+		vars = append(vars, symbols.DWARFVariable{Name: "__per_cpu_offset", Addr: a, TypeName: "unsigned long", Count: uint64(len(k.CPUs))})
 	}
 	dw, err := btf.DWARF(vars, funcs)
 	if err != nil {

@@ -31,13 +31,15 @@ var ErrDWARFTooLarge = errors.New("generated DWARF too large")
 // TypeID or, when TypeID is 0, the type named TypeName: "struct NAME",
 // "union NAME", "enum NAME", a typedef or base type name ("u64", "long
 // unsigned int"), or "void", each optionally followed by one or more "*".
-// Static (a kallsyms 'd' or 'b') leaves out DW_AT_external.
+// Static (a kallsyms 'd' or 'b') leaves out DW_AT_external. Count > 0
+// makes it an array of Count elements of that type.
 type DWARFVariable struct {
 	Name     string
 	Addr     uint64
 	TypeID   uint32
 	TypeName string
 	Static   bool
+	Count    uint64
 }
 
 // DWARFFunction is a function for BTF.DWARF to describe at [Addr,
@@ -783,6 +785,16 @@ func (g *dwarfGen) variable(v DWARFVariable) string {
 				typ = uint32(start + i)
 			}
 		}
+	}
+	if v.Count > 0 && typ != 0 {
+		off := uint32(len(g.info))
+		g.die(dwTagArrayType, true, attrs(false, typ)...)
+		g.typeRef(typ)
+		g.die(dwTagSubrangeType, false, dwAtCount, dwFormUdata)
+		g.uleb(v.Count)
+		g.u8(0)
+		g.off = append(g.off, off)
+		typ = uint32(len(g.off) - 1)
 	}
 	if v.Static {
 		g.die(dwTagVariable, false, dwAtName, dwFormStrp, dwAtLocation, dwFormExprloc, dwAtType, dwFormRef4)

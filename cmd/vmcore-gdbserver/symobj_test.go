@@ -159,3 +159,60 @@ func gdbNoFile(t *testing.T, dump string, cmds []string) string {
 	}
 	return string(b)
 }
+
+// The kernel's own gdb scripts (6.1's scripts/gdb, built by the fixtures)
+// on the symbol object alone: the lx commands that need only symbols and
+// types give the dump's answers. (lx-dmesg needs printk.c's file-static
+// prb, which kallsyms and BTF cannot type: it is not expected to work.)
+func TestGDBScriptsWithoutDebugInfo(t *testing.T) {
+	set := fixtures.Sets(t)[0]
+	dump := set.Path(t, "oom", "vmcore.elf")
+	scripts := set.Path(t, "gdb-scripts", "vmlinux-gdb.py")
+	k := loadModel(t, set, dump)
+	out := gdbNoFile(t, dump, []string{"source " + scripts, "echo == ps\\n", "lx-ps", "echo == lsmod\\n", "lx-lsmod",
+		"echo == version\\n", "lx-version", "echo == cpus\\n", "lx-cpus", "p $lx_current().comm", "lx-cmdline"})
+	var panicTask, init *kernel.Task
+	for _, tk := range k.Tasks {
+		if tk.Panic {
+			panicTask = tk
+		}
+		if tk.PID == 1 {
+			init = tk
+		}
+	}
+	banner, err := k.Symbol("linux_banner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 512)
+	if err := k.Read(b, banner); err != nil {
+		t.Fatal(err)
+	}
+	version := strings.TrimSpace(string(b[:strings.IndexByte(string(b), 0)]))
+	for _, tk := range []*kernel.Task{init, panicTask} {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^%#x +%d +%s$`, tk.Addr, tk.PID, regexp.QuoteMeta(tk.Comm))).MatchString(out) {
+			t.Errorf("lx-ps lacks pid %d %s at %#x", tk.PID, tk.Comm, tk.Addr)
+		}
+	}
+	want := []string{
+		version,
+		"Online CPUs   : [0, 1]",
+		fmt.Sprintf(`= "%s\000`, panicTask.Comm),
+		"crashkernel=",
+	}
+	mods, err := k.Modules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mods {
+		want = append(want, fmt.Sprintf("%#x %s", m.Base, m.Name))
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in:\n%s", w, tail(out, 80))
+		}
+	}
+	if strings.Contains(out, "Python Exception") {
+		t.Errorf("a script failed:\n%s", grepLines(out, "Python"))
+	}
+}
