@@ -273,8 +273,9 @@ func (kt *kernelTarget) unwindLibrary() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	text, err := unwind.CFIObjectText(obj)
-	if err != nil {
+	// Its .text must be where the object says; gdb takes a library's
+	// section address as the offset to add (solib-target.c), so 0.
+	if _, err := unwind.CFIObjectText(obj); err != nil {
 		return "", err
 	}
 	path, err := kt.modFiles.WriteFile(unwindObjectName, obj)
@@ -291,7 +292,7 @@ func (kt *kernelTarget) unwindLibrary() (string, error) {
 			return "", err
 		}
 	}
-	return fmt.Sprintf("  <library name=\"%s\">\n    <section address=\"0x%x\"/>\n  </library>\n", gdbstub.EscapeXML(path), text), nil
+	return fmt.Sprintf("  <library name=\"%s\">\n    <section address=\"0x0\"/>\n  </library>\n", gdbstub.EscapeXML(path)), nil
 }
 
 // symbolObjectName is the symbol object's file name (a dump read without
