@@ -103,7 +103,7 @@ bench-tools:
 	@bash testdata/bench/tools.sh
 
 bench: build fixtures bench-tools dap-adapter
-	@set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./vmcore ./symbols ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
+	@set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./vmcore ./symbols ./kernel ./cmd/vmcore-gdbserver | tee $(BENCH_OUT)
 	@set -o pipefail; dir=$$(bash $(FIXTURES) | tail -n 1) && $(GO) run ./testdata/bench/driver $(BIN) $$dir $$(ls -d $$dir/../current-* 2>/dev/null) | tee -a $(BENCH_OUT)
 
 clean:

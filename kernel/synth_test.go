@@ -105,3 +105,26 @@ func TestSymbolObject(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkSymbolObject: the symbol object of the 6.1 oom dump read
+// without its vmlinux (kallsyms, BTF, DWARF generation, ELF), per build.
+func BenchmarkSymbolObject(b *testing.B) {
+	set := fixtures.Sets(b)[0]
+	d, err := vmcore.Open(set.Path(b, "oom", "vmcore.elf"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	k, err := LoadFromDump(d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		obj, _, err := k.SymbolObject()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(obj)))
+	}
+}
