@@ -500,12 +500,15 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 		return err
 	}
 	info, err := d.VMCOREINFO()
+	noVmlinux := false
 	if err == nil && vmlinux == "" {
-		// gdb places the vmlinux's symbols itself: it needs the file.
+		// gdb places the vmlinux's symbols itself when there is one;
+		// without, the server offers the symbol object it makes from the
+		// dump's kallsyms and BTF as the executable.
 		var lerr error
 		if vmlinux, _, lerr = newLocator(os.Stderr).vmlinux(d, info); lerr != nil {
-			d.Close()
-			return fmt.Errorf("gdb needs the dump's vmlinux: %w", lerr)
+			fmt.Fprintf(os.Stderr, "vmcore-gdbserver: note: %v; gdb gets the dump's own kallsyms and BTF\n", lerr)
+			noVmlinux = true
 		}
 	}
 	d.Close()
@@ -518,17 +521,23 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	}
 	// gdb expands a leading ~ in file names; an absolute path has none.
 	absVmlinux, err := filepath.Abs(vmlinux)
-	if err != nil {
+	if err != nil && !noVmlinux {
 		return fmt.Errorf("%s: %w", vmlinux, err)
 	}
-	server := []string{self, "serve", "--stdio", "--exec-file=false", "--threads", o.threads}
+	server := []string{self, "serve", "--stdio", "--threads", o.threads}
+	if !noVmlinux {
+		server = append(server, "--exec-file=false")
+	}
 	for _, d := range o.modDirs {
 		server = append(server, "--modules-dir", d)
 	}
 	if o.verbose {
 		server = append(server, "-v")
 	}
-	server = append(server, "--", vmlinux)
+	server = append(server, "--")
+	if !noVmlinux {
+		server = append(server, vmlinux)
+	}
 	server = append(server, dumps...)
 	env := os.Environ()
 	words := []string{"exec"}
@@ -552,9 +561,11 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	index, err := gdbIndexSetup(gdbPath, absVmlinux, sigs)
-	if err != nil {
-		return err
+	var index []string
+	if !noVmlinux {
+		if index, err = gdbIndexSetup(gdbPath, absVmlinux, sigs); err != nil {
+			return err
+		}
 	}
 	args := []string{"-q",
 		"-iex", "set confirm off",
@@ -571,8 +582,11 @@ func runGdb(o *serveOptions, gdbPath, vmlinux string, dumps, extra []string) err
 	args = append(args,
 		// -x takes the file name as it is, without parsing it.
 		"-x", filter,
-		"-ex", "set architecture i386:x86-64",
-		"-ex", fmt.Sprintf("add-symbol-file %s -o 0x%x -s .data..percpu 0", gdbArgQuote(absVmlinux), info.KernelOffset),
+		"-ex", "set architecture i386:x86-64")
+	if !noVmlinux {
+		args = append(args, "-ex", fmt.Sprintf("add-symbol-file %s -o 0x%x -s .data..percpu 0", gdbArgQuote(absVmlinux), info.KernelOffset))
+	}
+	args = append(args,
 		"-ex", "target remote | "+strings.Join(words, " "),
 		"-ex", "set confirm on",
 	)

@@ -216,3 +216,24 @@ func TestGDBScriptsWithoutDebugInfo(t *testing.T) {
 		t.Errorf("a script failed:\n%s", grepLines(out, "Python"))
 	}
 }
+
+// The gdb wrapper with the dump alone and no vmlinux to be found runs gdb
+// on the symbol object the server offers: with its frame filter, a
+// sleeping task's backtrace is named.
+func TestGDBWrapperWithoutDebugInfo(t *testing.T) {
+	set := fixtures.Sets(t)[0]
+	requireGDB(t)
+	out, stderr, code := runCLIEnv(t, []string{"DEBUGINFOD_URLS=", "XDG_CACHE_HOME=" + t.TempDir()},
+		"gdb", set.Path(t, "oom", "vmcore.elf"), "--", "-batch", "-ex", "p init_task.comm", "-ex", "thread apply all bt")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "gdb gets the dump's own kallsyms and BTF") {
+		t.Errorf("no note on stderr: %s", stderr)
+	}
+	for _, w := range []string{`"swapper/0\000`, " in schedule ()", " in kthread ()"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in:\n%s", w, tail(out, 40))
+		}
+	}
+}
