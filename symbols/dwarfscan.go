@@ -819,43 +819,14 @@ func (s *dwarfScanner) buildIndex() (*dwarfNameIndex, error) {
 }
 
 func (s *dwarfScanner) indexUnit(u *scanUnit, ix *dwarfNameIndex, empty map[string]dwarf.Offset) error {
-	t, err := s.table(u.abbrevOff, u.f)
-	if err != nil {
-		return err
-	}
-	r := dieReader{s: s, u: u, t: t, c: cursor{b: s.info[:u.end], pos: int(u.firstDIE)}}
-	if r.c.pos >= len(r.c.b) {
-		return nil // a unit with no DIE
-	}
-	var cu die
-	if !r.next(&cu, dieSkip) {
-		return r.err
-	}
-	if !cu.a.children {
-		return nil
-	}
-	u.strOffsetsBase = r.unitStrOffsetsBase(&cu)
-	if r.err != nil {
-		return r.err
-	}
-	for r.c.pos < len(r.c.b) {
-		var d die
-		if !r.next(&d, dieNamed) {
-			if r.err != nil {
-				return r.err
-			}
-			break // the unit's null entry
-		}
-		kind := indexKind(&d)
+	return s.topDIEs(u, dieNamed, func(r *dieReader, d *die) bool {
+		kind := indexKind(d)
 		if d.decl || kind >= 0 && d.strOff != 0 && s.seen(d.strOff-1, kind) {
 			// A declaration, or a name this kind of entry already has.
-			if !r.skipChildren(&d) {
-				return r.err
-			}
-			continue
+			return r.skipChildren(d)
 		}
-		if !r.loadName(&d) {
-			return r.err
+		if !r.loadName(d) {
+			return false
 		}
 		if kind >= 0 && d.strOff != 0 && len(d.name) > 0 {
 			s.mark(d.strOff-1, kind) // recorded below if it was not already
@@ -887,15 +858,12 @@ func (s *dwarfScanner) indexUnit(u *scanUnit, ix *dwarfNameIndex, empty map[stri
 				ix.enums[string(d.name)] = dwarf.Offset(d.off)
 			}
 			if !r.enumerators(ix) {
-				return r.err
+				return false
 			}
-			continue
+			return true
 		}
-		if !r.skipChildren(&d) {
-			return r.err
-		}
-	}
-	return nil
+		return r.skipChildren(d)
+	})
 }
 
 // indexKind says which of the index's tables a named DIE goes to: 0
@@ -1006,13 +974,37 @@ func (s *dwarfScanner) buildSymbolIndex() (*dwarfSymbolIndex, error) {
 }
 
 func (s *dwarfScanner) symbolsUnit(u *scanUnit, ix *dwarfSymbolIndex) error {
+	return s.topDIEs(u, dieAll, func(r *dieReader, d *die) bool {
+		var m map[string]symbolDIE
+		switch d.a.tag {
+		case dwarf.TagSubprogram:
+			m = ix.funcs
+		case dwarf.TagVariable:
+			m = ix.vars
+		}
+		if m != nil {
+			if !r.loadName(d) {
+				return false
+			}
+			if old, ok := m[string(d.name)]; (!ok || old.decl && !d.decl) && len(d.name) > 0 {
+				m[string(d.name)] = symbolDIE{dwarf.Offset(d.off), d.decl}
+			}
+		}
+		return r.skipChildren(d)
+	})
+}
+
+// topDIEs reads a unit's compile-unit entry and calls visit for each of
+// its children, the unit's top-level entries, read in mode; visit returns
+// false when it stops on r.err.
+func (s *dwarfScanner) topDIEs(u *scanUnit, mode int, visit func(r *dieReader, d *die) bool) error {
 	t, err := s.table(u.abbrevOff, u.f)
 	if err != nil {
 		return err
 	}
 	r := dieReader{s: s, u: u, t: t, c: cursor{b: s.info[:u.end], pos: int(u.firstDIE)}}
 	if r.c.pos >= len(r.c.b) {
-		return nil
+		return nil // a unit with no DIE
 	}
 	var cu die
 	if !r.next(&cu, dieSkip) {
@@ -1027,28 +1019,10 @@ func (s *dwarfScanner) symbolsUnit(u *scanUnit, ix *dwarfSymbolIndex) error {
 	}
 	for r.c.pos < len(r.c.b) {
 		var d die
-		if !r.next(&d, dieAll) {
-			if r.err != nil {
-				return r.err
-			}
-			break // the unit's null entry
+		if !r.next(&d, mode) {
+			return r.err // nil at the unit's null entry
 		}
-		var m map[string]symbolDIE
-		switch d.a.tag {
-		case dwarf.TagSubprogram:
-			m = ix.funcs
-		case dwarf.TagVariable:
-			m = ix.vars
-		}
-		if m != nil {
-			if !r.loadName(&d) {
-				return r.err
-			}
-			if old, ok := m[string(d.name)]; (!ok || old.decl && !d.decl) && len(d.name) > 0 {
-				m[string(d.name)] = symbolDIE{dwarf.Offset(d.off), d.decl}
-			}
-		}
-		if !r.skipChildren(&d) {
+		if !visit(&r, &d) {
 			return r.err
 		}
 	}

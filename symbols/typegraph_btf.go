@@ -11,26 +11,15 @@ import "fmt"
 // typedef or base type by name; a definition is preferred over a
 // forward declaration.
 func (b *BTF) LookupType(name string) (*CType, error) {
-	kw, bare := splitTypeName(name)
-	var kinds []uint8
-	switch kw {
-	case "struct":
-		kinds = []uint8{BTF_KIND_STRUCT}
-	case "union":
-		kinds = []uint8{BTF_KIND_UNION}
-	case "enum":
-		kinds = []uint8{BTF_KIND_ENUM, BTF_KIND_ENUM64}
-	default:
-		kinds = []uint8{BTF_KIND_TYPEDEF, BTF_KIND_INT, BTF_KIND_FLOAT}
+	id, err := b.TypeID(name)
+	if err != nil {
+		return nil, err
 	}
-	for _, id := range b.byName[bare] {
-		for _, k := range kinds {
-			if b.types[id].kind == k {
-				return b.build(id, name)
-			}
-		}
+	// A forward declaration alone has nothing to print.
+	if t := &b.types[id]; t.kind == BTF_KIND_FWD || (t.kind == BTF_KIND_ENUM || t.kind == BTF_KIND_ENUM64) && t.vlen == 0 {
+		return nil, fmt.Errorf("%w: %s has no %s (only its declaration)", ErrNoType, b.originName(), name)
 	}
-	return nil, fmt.Errorf("%w: %s has no %s", ErrNoType, b.originName(), name)
+	return b.build(id, name)
 }
 
 // VariableType is the type of a BTF_KIND_VAR (BTF keeps the per-CPU
