@@ -113,12 +113,29 @@ func TestAnalyze(t *testing.T) {
 				if len(a.OOMReport) < 10 || !strings.Contains(a.OOMReport[0], "invoked oom-killer") || !strings.Contains(a.OOMReport[len(a.OOMReport)-1], "Kernel panic") {
 					t.Errorf("OOM report: %d lines", len(a.OOMReport))
 				}
+				// The allocation path that found no memory.
+				var fns []string
+				for _, f := range a.Backtrace {
+					fns = append(fns, f.Function)
+				}
+				if bt := strings.Join(fns, " "); !strings.Contains(bt, "out_of_memory") || !strings.Contains(bt, "__alloc_pages") {
+					t.Errorf("the backtrace has no allocation path into the OOM killer: %s", bt)
+				}
 				lines := 0
 				for _, f := range a.Backtrace {
 					lines += len(f.Source)
 				}
 				if lines == 0 {
 					t.Error("no source line in the backtrace")
+				}
+			case "sysrq":
+				// 4.18's sysrq crash is a NULL write in sysrq_handle_crash
+				// (6.x panics without faulting).
+				if c.set.Name == "4.18" {
+					if !strings.Contains(factOf(a, "faulting instruction"), "sysrq_handle_crash") || !strings.HasPrefix(a.Backtrace[0].Function, "sysrq_handle_crash") ||
+						!strings.HasPrefix(factOf(a, "faulting address lies in"), "user space below mmap_min_addr") {
+						t.Errorf("instruction %q, frame 0 %q, address in %q", factOf(a, "faulting instruction"), a.Backtrace[0].Function, factOf(a, "faulting address lies in"))
+					}
 				}
 			case "module-oops":
 				if !strings.Contains(a.Summary, "vmcore_crash") || !strings.Contains(factOf(a, "faulting instruction"), "vmcore_crash_inner") {
