@@ -509,3 +509,61 @@ func TestDAPSession(t *testing.T) {
 	sort.Strings(keys)
 	t.Logf("timings: %s", strings.Join(keys, ", "))
 }
+
+// An IDE session (cdt-gdb-adapter, no program given) on a dump alone with
+// no vmlinux to be found: gdb takes the server's symbol object as its
+// executable; the threads are named, the panicking thread is the stopped
+// one, a sleeping thread's stack starts in the scheduler, and evaluate
+// gives the dump's jiffies_64 and init_task's command.
+func TestDAPWithoutDebugInfo(t *testing.T) {
+	requireGDB(t)
+	adapter := dapAdapter(t)
+	f := gdbFixtures[0]
+	dump := f.paths(t)[0]
+	comm := panicComm(t, f.dir(t))
+	addr, stop := startTCPServerWith(t, []string{"DEBUGINFOD_URLS=", "XDG_CACHE_HOME=" + t.TempDir()}, []string{dump})
+	defer stop()
+	host, port, _ := strings.Cut(addr, ":")
+	const quick = 30 * time.Second
+	c := startDAP(t, adapter)
+	c.request(quick, "initialize", map[string]any{"clientID": "vmcore-gdbserver-test", "adapterID": "gdbtarget",
+		"linesStartAt1": true, "columnsStartAt1": true, "pathFormat": "path", "supportsMemoryReferences": true})
+	c.request(2*time.Minute, "attach", map[string]any{
+		"gdb": "gdb", "gdbArguments": []string{"-iex", "set remotetimeout 60"},
+		"target": map[string]any{"type": "remote", "host": host, "port": port},
+	})
+	c.event(quick, "initialized", nil)
+	c.request(quick, "configurationDone", map[string]any{})
+	ev := decode[struct {
+		ThreadID int `json:"threadId"`
+	}](t, "stopped", c.event(quick, "stopped", nil).Body)
+	body, _ := c.request(quick, "threads", nil)
+	threads := decode[struct{ Threads []dapThread }](t, "threads", body).Threads
+	var stopped, sleeper *dapThread
+	for i, th := range threads {
+		if th.ID == ev.ThreadID {
+			stopped = &threads[i]
+		}
+		if strings.HasPrefix(th.Name, "kthreadd ") {
+			sleeper = &threads[i]
+		}
+	}
+	if len(threads) < 10 || stopped == nil || !strings.Contains(stopped.Name, comm) || sleeper == nil {
+		t.Fatalf("threads %v: stopped %v (want %q), kthreadd %v", threads, stopped, comm, sleeper)
+	}
+	body, _ = c.request(quick, "stackTrace", map[string]any{"threadId": sleeper.ID, "startFrame": 0, "levels": 20})
+	fs := decode[struct{ StackFrames []dapFrame }](t, "stackTrace", body).StackFrames
+	if len(fs) < 3 || fs[0].Name != "__schedule" || fs[1].Name != "schedule" {
+		t.Errorf("kthreadd's stack %v does not start in the scheduler", fs)
+	}
+	for expr, want := range map[string]string{
+		"jiffies_64":        strconv.FormatUint(dumpU64(t, f, "jiffies_64"), 10),
+		"init_task.comm[0]": `115 's'`, // "swapper/0"; an array is a variable to expand
+	} {
+		body, _ := c.request(quick, "evaluate", map[string]any{"expression": expr, "frameId": fs[0].ID, "context": "repl"})
+		if res := decode[struct{ Result string }](t, "evaluate", body).Result; !strings.HasPrefix(res, want) {
+			t.Errorf("evaluate %s = %q, want %s...", expr, res, want)
+		}
+	}
+	c.request(quick, "disconnect", map[string]any{})
+}

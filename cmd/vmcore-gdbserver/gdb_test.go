@@ -650,14 +650,21 @@ func TestGDBMI(t *testing.T) {
 
 func startTCPServer(t testing.TB, f gdbFixture) (string, func()) {
 	t.Helper()
+	return startTCPServerWith(t, nil, append([]string{fixtures.Path(t, "kernel", "vmlinux")}, f.paths(t)...))
+}
+
+// startTCPServerWith serves files (a vmlinux and dumps, or dumps alone)
+// on a free loopback port, with env added to the environment.
+func startTCPServerWith(t testing.TB, env, files []string) (string, func()) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	args := append([]string{"serve", "--listen", addr, fixtures.Path(t, "kernel", "vmlinux")}, f.paths(t)...)
-	cmd := exec.Command(cliBinary, args...)
+	cmd := exec.Command(cliBinary, append([]string{"serve", "--listen", addr}, files...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
