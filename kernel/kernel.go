@@ -273,7 +273,9 @@ func LoadFromDump(d *vmcore.Dump) (*Kernel, error) {
 	b, err := dumpBTF(mem, ks)
 	if err != nil {
 		if errors.Is(err, errNoDumpBTF) {
-			return nil, fmt.Errorf("%s: no vmlinux given and %v: give the vmlinux", strings.Join(d.Files(), ", "), err)
+			// What needs no type still works: the CPUs, their registers,
+			// memory and kallsyms' symbols.
+			return load(d, info, nil, ks, symbols.NoTypes{Reason: fmt.Sprintf("%s: no vmlinux given and %v: give the vmlinux", strings.Join(d.Files(), ", "), err)})
 		}
 		return nil, err
 	}

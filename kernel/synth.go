@@ -72,10 +72,9 @@ func (k *Kernel) SymbolObject() ([]byte, []string, error) {
 	if !ok || k.Vmlinux != nil {
 		return nil, nil, fmt.Errorf("%w: it is made only for a dump read without its vmlinux", ErrNoSymbolObject)
 	}
-	btf, ok := k.Types.(*symbols.BTF)
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: the dump holds no BTF (%s)", ErrNoSymbolObject, symbols.TypesName(k.Types))
-	}
+	// Without BTF the object still names every symbol; gdb then has no
+	// types (and says so for each value).
+	btf, _ := k.Types.(*symbols.BTF)
 	entries := ks.Entries()
 	addr := func(name string) (uint64, bool) {
 		a, err := ks.Address(name)
@@ -182,6 +181,38 @@ func (k *Kernel) SymbolObject() ([]byte, []string, error) {
 			funcs = append(funcs, symbols.DWARFFunction{Name: s.name, Addr: s.addr, Size: es.Size, Static: es.Bind == elf.STB_LOCAL})
 		}
 	}
+	var notes []string
+	var dw *symbols.DWARFSections
+	if btf != nil {
+		var err error
+		if dw, notes, err = k.symbolDWARF(btf, funcs, addr); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		notes = append(notes, fmt.Sprintf("symbols without types: %s", symbols.TypesName(k.Types)))
+	}
+	var secs []elfwrite.Section
+	for _, r := range ranges {
+		secs = append(secs, elfwrite.Section{Name: r.name, Type: elf.SHT_NOBITS, Flags: r.flags, Addr: r.start, Size: r.end - r.start, Align: 1})
+	}
+	if dw != nil {
+		secs = append(secs,
+			elfwrite.Section{Name: ".debug_abbrev", Type: elf.SHT_PROGBITS, Data: dw.Abbrev, Align: 1},
+			elfwrite.Section{Name: ".debug_info", Type: elf.SHT_PROGBITS, Data: dw.Info, Align: 1},
+			elfwrite.Section{Name: ".debug_str", Type: elf.SHT_PROGBITS, Flags: elf.SHF_MERGE | elf.SHF_STRINGS, Data: dw.Str, Align: 1})
+	}
+	obj, err := elfwrite.Write(secs, syms)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrNoSymbolObject, err)
+	}
+	return obj, notes, nil
+}
+
+// symbolDWARF is the symbol object's DWARF from the dump's BTF: its types,
+// the functions' prototypes, the per-CPU variables where BTF's
+// .data..percpu places them, and the well-known globals.
+func (k *Kernel) symbolDWARF(btf *symbols.BTF, funcs []symbols.DWARFFunction, addr func(string) (uint64, bool)) (*symbols.DWARFSections, []string, error) {
+	var notes []string
 	// Per-CPU variables where BTF's .data..percpu section places them.
 	var vars []symbols.DWARFVariable
 	for _, v := range btf.Variables() {
@@ -189,7 +220,6 @@ func (k *Kernel) SymbolObject() ([]byte, []string, error) {
 			vars = append(vars, symbols.DWARFVariable{Name: v.Name, Addr: uint64(v.Offset), TypeID: v.Type})
 		}
 	}
-	var notes []string
 	for _, g := range wellKnownGlobals {
 		a, ok := addr(g.name)
 		if !ok {
@@ -216,18 +246,5 @@ func (k *Kernel) SymbolObject() ([]byte, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: DWARF from BTF: %v", ErrNoSymbolObject, err)
 	}
-	notes = append(notes, dw.Skipped...)
-	var secs []elfwrite.Section
-	for _, r := range ranges {
-		secs = append(secs, elfwrite.Section{Name: r.name, Type: elf.SHT_NOBITS, Flags: r.flags, Addr: r.start, Size: r.end - r.start, Align: 1})
-	}
-	secs = append(secs,
-		elfwrite.Section{Name: ".debug_abbrev", Type: elf.SHT_PROGBITS, Data: dw.Abbrev, Align: 1},
-		elfwrite.Section{Name: ".debug_info", Type: elf.SHT_PROGBITS, Data: dw.Info, Align: 1},
-		elfwrite.Section{Name: ".debug_str", Type: elf.SHT_PROGBITS, Flags: elf.SHF_MERGE | elf.SHF_STRINGS, Data: dw.Str, Align: 1})
-	obj, err := elfwrite.Write(secs, syms)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrNoSymbolObject, err)
-	}
-	return obj, notes, nil
+	return dw, append(notes, dw.Skipped...), nil
 }

@@ -76,7 +76,8 @@ func checkOneLineError(t *testing.T, stderr string, code int, want ...string) {
 	if code != 1 {
 		t.Fatalf("exit status %d, want 1 (stderr %q)", code, stderr)
 	}
-	if strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic") {
+	// A Go panic starts its own line with "panic: " and names goroutines.
+	if strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic: ") {
 		t.Fatalf("error is not one line: %q", stderr)
 	}
 	for _, w := range want {

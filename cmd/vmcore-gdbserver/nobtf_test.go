@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
+	"io"
 	"strings"
 	"testing"
 
@@ -73,5 +75,32 @@ func TestNoBTFWithoutVmlinux(t *testing.T) {
 		if len(out) != 0 {
 			t.Errorf("%s printed %q", cmd, out)
 		}
+	}
+}
+
+// gdb on the BTF-less dump alone: what needs no type remains (one thread
+// per CPU from the notes, memory, and the symbol object's kallsyms
+// symbols): the panicking CPU's frame 0 is named as with the vmlinux.
+func TestGDBNoBTFWithoutVmlinux(t *testing.T) {
+	t.Setenv(symbols.TypesEnv, "")
+	vmlinux, dump := fixtures.NoBTF(t)
+	k, _, closeAll, err := openKernel(vmlinux, []string{dump}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	var fn string
+	for _, tk := range k.Tasks {
+		if tk.Panic && tk.OnCPU != nil && tk.OnCPU.Regs != nil {
+			pc, _ := tk.OnCPU.Regs.Get(amd64.RIP)
+			fn, _, _ = strings.Cut(k.SymbolName(pc), "+")
+		}
+	}
+	out := gdbNoFile(t, dump, []string{"info threads", "bt 1"})
+	if n := strings.Count(out, `"cpu`); n != len(k.CPUs) {
+		t.Errorf("%d CPU threads, %d CPUs:\n%s", n, len(k.CPUs), out)
+	}
+	if fn == "" || !strings.Contains(out, " in "+fn+" ()") {
+		t.Errorf("frame 0 is not in %q:\n%s", fn, out)
 	}
 }

@@ -84,7 +84,13 @@ func openKernel(vmlinux string, dumps []string, diag io.Writer) (*kernel.Kernel,
 				d.Close()
 				return nil, "", nil, fmt.Errorf("%v; %w", lerr, withFiles(err, dumps...))
 			}
-			fmt.Fprintf(diag, "vmcore-gdbserver: note: %v; using the dump's own kallsyms and BTF\n", lerr)
+			if none, ok := k.Types.(symbols.NoTypes); ok {
+				// No BTF either: what needs types says so in one line,
+				// with where the vmlinux was looked for.
+				k.Types = symbols.NoTypes{Reason: fmt.Sprintf("%v; %s", lerr, none.Reason)}
+			} else {
+				fmt.Fprintf(diag, "vmcore-gdbserver: note: %v; using the dump's own kallsyms and BTF\n", lerr)
+			}
 			return k, "", func() { d.Close() }, nil
 		}
 	}
