@@ -1,11 +1,11 @@
 package main
 
 import (
-	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"io"
 	"strings"
 	"testing"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
