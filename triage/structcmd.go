@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/symbols"
 )
@@ -542,17 +544,27 @@ func gdbString(b []byte) string {
 	if len(b) > 0 && b[len(b)-1] == 0 {
 		b = b[:len(b)-1]
 	}
-	more := len(b) > maxArrayShown
-	if more {
-		b = b[:maxArrayShown]
-	}
 	var s strings.Builder
 	s.WriteByte('"')
-	for _, c := range b {
-		s.WriteString(gdbChar(c, '"'))
+	// gdb's element limit counts characters: a multi-byte one is one.
+	shown := 0
+	i := 0
+	for i < len(b) && shown < maxArrayShown {
+		shown++
+		// A printable multi-byte UTF-8 character is printed as itself,
+		// as gdb (and crash through it) does on a UTF-8 host.
+		if b[i] >= 0x80 {
+			if r, n := utf8.DecodeRune(b[i:]); r != utf8.RuneError && n > 1 && unicode.IsPrint(r) {
+				s.Write(b[i : i+n])
+				i += n
+				continue
+			}
+		}
+		s.WriteString(gdbChar(b[i], '"'))
+		i++
 	}
 	s.WriteByte('"')
-	if more {
+	if i < len(b) {
 		s.WriteString("...")
 	}
 	return s.String()

@@ -209,6 +209,9 @@ func TestWhatisFromBTF(t *testing.T) {
 // whatis answers from its BTF, and for a name BTF lacks says the DWARF
 // could not be read.
 func TestWhatisStrippedVmlinux(t *testing.T) {
+	// The stripped vmlinux has only its .BTF: a forced DWARF run (make
+	// types-dwarf) has nothing to force.
+	t.Setenv(symbols.TypesEnv, "")
 	set := set61(t)
 	stripped := filepath.Join(t.TempDir(), "vmlinux")
 	if out, err := exec.Command("objcopy", "--strip-debug", set.Path(t, "kernel", "vmlinux"), stripped).CombinedOutput(); err != nil {
@@ -262,8 +265,8 @@ func TestStructMatchesCrash(t *testing.T) {
 	}
 	out := crashBT(t, set, "oom/vmcore.elf", crashCmds...)
 	for _, c := range cmds {
-		got := runText(t, tr, append([]string{"struct"}, c...)...)
-		if !strings.Contains(out, got) {
+		got := cutLongStrings(runText(t, tr, append([]string{"struct"}, c...)...))
+		if !strings.Contains(cutLongStrings(out), got) {
 			t.Errorf("struct %s:\n%s\nnot in crash's output:\n%s", strings.Join(c, " "), got, out)
 		}
 	}
@@ -359,8 +362,8 @@ func TestStructMatchesGDB(t *testing.T) {
 		}
 		for _, s := range trs {
 			for i, c := range cases {
-				got := runText(t, s.tr, "struct", c.typ, c.addr)
-				w := regexp.MustCompile(`^\$\d+ = `).ReplaceAllString(want[i], "struct "+c.typ+" ")
+				got := cutLongStrings(runText(t, s.tr, "struct", c.typ, c.addr))
+				w := cutLongStrings(regexp.MustCompile(`^\$\d+ = `).ReplaceAllString(want[i], "struct "+c.typ+" "))
 				// RHEL's kABI padding members are named by
 				// __UNIQUE_ID (a per-unit __COUNTER__): the copy of
 				// the type in one compilation unit or another
@@ -373,6 +376,16 @@ func TestStructMatchesGDB(t *testing.T) {
 			}
 		}
 	})
+}
+
+// truncatedString is a char array gdb cut at its element limit.
+var truncatedString = regexp.MustCompile(`(= ")((?:[^"\\]|\\.){0,240})(?:[^"\\]|\\.)*"\.\.\.`)
+
+// cutLongStrings keeps the first 240 characters of every char array
+// printed cut at the element limit: where the cut falls depends on how a
+// UTF-8 host's gdb counts multi-byte characters (random FPU bytes).
+func cutLongStrings(s string) string {
+	return truncatedString.ReplaceAllString(s, `$1$2"...`)
 }
 
 var uniqueID = regexp.MustCompile(`(__UNIQUE_ID_[A-Za-z_]*?)\d+\b`)
