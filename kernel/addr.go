@@ -91,22 +91,19 @@ func (k *Kernel) Locate(addr uint64) (*AddrInfo, error) {
 		}
 		return a, nil
 	}
-	if direct, ok := k.VM.DirectMap(); ok && addr >= direct {
-		if vb, err := k.symbolValue("vmalloc_base"); err != nil || addr < vb {
-			a.Region = "direct map"
-			a.Phys, a.HasPhys = addr-direct, true
-			k.describePage(a)
-			return a, nil
-		}
+	m := k.memLayout()
+	if m.inDirectMap(addr) {
+		a.Region = "direct map"
+		a.Phys, a.HasPhys = addr-m.direct, true
+		k.describePage(a)
+		return a, nil
 	}
-	if vm, err := k.symbolValue("vmemmap_base"); err == nil && addr >= vm {
-		if maxPFN, err := k.symbolValue("max_pfn"); err == nil {
-			if ps, err := k.pageStructSize(); err == nil && addr < vm+maxPFN*ps {
-				a.Region = "vmemmap"
-				a.PFN = (addr - vm) / ps
-				a.Page = vm + a.PFN*ps
-				return a, nil
-			}
+	if m.pagesErr == nil && addr >= m.vmemmap {
+		if maxPFN, err := k.symbolValue("max_pfn"); err == nil && addr < m.vmemmap+maxPFN*m.pageStruct {
+			a.Region = "vmemmap"
+			a.PFN = (addr - m.vmemmap) / m.pageStruct
+			a.Page = m.vmemmap + a.PFN*m.pageStruct
+			return a, nil
 		}
 	}
 	va, err := k.VmallocAreaOf(addr)
@@ -140,15 +137,81 @@ func (k *Kernel) symbolValue(name string) (uint64, error) {
 	return v, nil
 }
 
-func (k *Kernel) pageStructSize() (uint64, error) {
-	if n, ok := k.Info.Sizes["page"]; ok && n > 0 {
-		return n, nil
+// memLayout is where the direct map ends and where the struct pages
+// are, read once: kmem ADDR and bt -F ask it for every address.
+type memLayout struct {
+	direct, vmallocBase   uint64
+	hasDirect, hasVmalloc bool
+	vmemmap, pageStruct   uint64
+	pageSize              uint64
+	compoundHead          uint64
+	hasCompound           bool
+	pagesErr              error // why struct pages cannot be found
+}
+
+func (k *Kernel) memLayout() *memLayout {
+	k.memOnce.Do(func() {
+		m := &k.mem
+		m.direct, m.hasDirect = k.VM.DirectMap()
+		if vb, err := k.symbolValue("vmalloc_base"); err == nil {
+			m.vmallocBase, m.hasVmalloc = vb, true
+		}
+		m.pageSize = k.Info.PageSize
+		if m.pageSize == 0 {
+			m.pageSize = 4096
+		}
+		if n, ok := k.Info.Sizes["page"]; ok && n > 0 {
+			m.pageStruct = n
+		} else if n, err := k.Types.Sizeof("page"); err != nil || n == 0 {
+			m.pagesErr = fmt.Errorf("sizeof(struct page): %d %v", n, err)
+		} else {
+			m.pageStruct = n
+		}
+		if vm, err := k.symbolValue("vmemmap_base"); err != nil {
+			m.pagesErr = errors.Join(m.pagesErr, err)
+		} else {
+			m.vmemmap = vm
+		}
+		if off, err := k.Types.Offset("page", "compound_head"); err == nil {
+			m.compoundHead, m.hasCompound = off, true
+		}
+	})
+	return &k.mem
+}
+
+// inDirectMap says whether addr is in the direct map (below vmalloc).
+func (m *memLayout) inDirectMap(addr uint64) bool {
+	return m.hasDirect && addr >= m.direct && (!m.hasVmalloc || addr < m.vmallocBase)
+}
+
+// headPage is the struct page heading page's compound page (page itself
+// when it heads one or is alone).
+func (k *Kernel) headPage(page uint64) uint64 {
+	m := k.memLayout()
+	if m.hasCompound {
+		if v, err := k.ReadU64(page + m.compoundHead); err == nil && v&1 != 0 {
+			return v - 1
+		}
 	}
-	n, err := k.Types.Sizeof("page")
-	if err == nil && n == 0 {
-		err = errors.New("sizeof(struct page) is 0")
+	return page
+}
+
+// slabOfPage finds the slab a struct page belongs to: its head page is
+// a slab iff its slab_cache is one of the caches on slab_caches, which
+// needs no page flag whose encoding changed across versions. nil cache:
+// not a slab page (err says if that could not be told).
+func (k *Kernel) slabOfPage(page uint64) (head uint64, cache *SlabCache, err error) {
+	l := k.slub()
+	if l.err != nil {
+		return 0, nil, l.err
 	}
-	return n, err
+	head = k.headPage(page)
+	c, err := k.ReadU64(head + l.slabCache)
+	if err != nil {
+		return head, nil, fmt.Errorf("struct %s at %#x: %w", l.slab, head, err)
+	}
+	ix, err := k.slabCacheIndex()
+	return head, ix[c], err
 }
 
 // stackSize is THREAD_SIZE: the size of init_stack's symbol, else 16 KiB
@@ -165,22 +228,13 @@ func (k *Kernel) stackSize() uint64 {
 // describePage finds the struct page of a.Phys (through vmemmap_base),
 // its flags and, if the page belongs to a slab, the object.
 func (k *Kernel) describePage(a *AddrInfo) {
-	vm, err := k.symbolValue("vmemmap_base")
-	if err != nil {
-		a.Unread = append(a.Unread, "struct page: "+err.Error())
+	m := k.memLayout()
+	if m.pagesErr != nil {
+		a.Unread = append(a.Unread, "struct page: "+m.pagesErr.Error())
 		return
 	}
-	ps, err := k.pageStructSize()
-	if err != nil {
-		a.Unread = append(a.Unread, "struct page: "+err.Error())
-		return
-	}
-	pageSize := k.Info.PageSize
-	if pageSize == 0 {
-		pageSize = 4096
-	}
-	a.PFN = a.Phys / pageSize
-	a.Page = vm + a.PFN*ps
+	a.PFN = a.Phys / m.pageSize
+	a.Page = m.vmemmap + a.PFN*m.pageStruct
 	flagsOff, err := k.Types.Offset("page", "flags")
 	if err == nil {
 		a.PageFlags, err = k.ReadU64(a.Page + flagsOff)
@@ -190,7 +244,7 @@ func (k *Kernel) describePage(a *AddrInfo) {
 		return
 	}
 	a.FlagNames = k.pageFlagNames(a.PageFlags)
-	obj, err := k.slabObjectAt(a.Addr, a.Page, ps, pageSize)
+	obj, err := k.slabObjectAt(a.Addr, a.Page)
 	if err != nil {
 		a.Unread = append(a.Unread, err.Error())
 	}
@@ -229,38 +283,20 @@ func (k *Kernel) pageFlagNames(flags uint64) []string {
 	return names
 }
 
-// slabObjectAt finds the slab object holding addr, whose page is page:
-// the page (or its compound head) is a slab iff its slab_cache is one of
-// the caches on slab_caches, which needs no page flag whose encoding
-// changed across versions.
-func (k *Kernel) slabObjectAt(addr, page, pageStruct, pageSize uint64) (*SlabObject, error) {
-	l := k.slub()
-	if l.err != nil {
-		return nil, l.err
-	}
-	head := page
-	if off, err := k.Types.Offset("page", "compound_head"); err == nil {
-		if v, err := k.ReadU64(page + off); err == nil && v&1 != 0 {
-			head = v - 1
-		}
-	}
-	cacheAddr, err := k.ReadU64(head + l.slabCache)
-	if err != nil {
-		return nil, fmt.Errorf("struct %s at %#x: %w", l.slab, head, err)
-	}
-	ix, err := k.slabCacheIndex()
-	known := ix[cacheAddr]
+// slabObjectAt finds the slab object holding addr, whose page is page.
+func (k *Kernel) slabObjectAt(addr, page uint64) (*SlabObject, error) {
+	head, known, err := k.slabOfPage(page)
 	if known == nil {
-		return nil, err // not a slab page (or the list could not be read)
+		return nil, err // not a slab page (or it could not be told)
 	}
+	l := k.slub()
 	cache := new(SlabCache)
 	*cache = *known
 	if err := k.countSlabCache(l, cache); err != nil {
 		return nil, err
 	}
-	vm, _ := k.symbolValue("vmemmap_base")
-	direct, _ := k.VM.DirectMap()
-	memory := direct + (head-vm)/pageStruct*pageSize
+	m := k.memLayout()
+	memory := m.direct + (head-m.vmemmap)/m.pageStruct*m.pageSize
 	o := &SlabObject{Cache: *cache, Slab: head, Memory: memory}
 	pad := uint64(0)
 	if off, err := k.Types.Offset("kmem_cache", "red_left_pad"); err == nil {
@@ -403,36 +439,13 @@ func (k *Kernel) VmallocAreas() ([]VmallocArea, error) {
 // SlabCacheOf names the slab cache whose slab holds a direct-map
 // address, for bt -F; "" when it is in none (or cannot be told).
 func (k *Kernel) SlabCacheOf(addr uint64) string {
-	direct, ok := k.VM.DirectMap()
-	l := k.slub()
-	if !ok || addr < direct || l.err != nil {
+	m := k.memLayout()
+	if !m.inDirectMap(addr) || m.pagesErr != nil {
 		return ""
 	}
-	if vb, err := k.symbolValue("vmalloc_base"); err == nil && addr >= vb {
+	_, c, _ := k.slabOfPage(m.vmemmap + (addr-m.direct)/m.pageSize*m.pageStruct)
+	if c == nil {
 		return ""
 	}
-	vm, err1 := k.symbolValue("vmemmap_base")
-	ps, err2 := k.pageStructSize()
-	if err1 != nil || err2 != nil {
-		return ""
-	}
-	pageSize := k.Info.PageSize
-	if pageSize == 0 {
-		pageSize = 4096
-	}
-	page := vm + (addr-direct)/pageSize*ps
-	if off, err := k.Types.Offset("page", "compound_head"); err == nil {
-		if v, err := k.ReadU64(page + off); err == nil && v&1 != 0 {
-			page = v - 1
-		}
-	}
-	c, err := k.ReadU64(page + l.slabCache)
-	if err != nil {
-		return ""
-	}
-	ix, _ := k.slabCacheIndex()
-	if sc := ix[c]; sc != nil {
-		return sc.Name
-	}
-	return ""
+	return c.Name
 }

@@ -65,6 +65,8 @@ type Kernel struct {
 	slabIxOnce sync.Once
 	slabIx     map[uint64]*SlabCache
 	slabIxErr  error
+	memOnce    sync.Once
+	mem        memLayout
 }
 
 // CPU is one CPU of the machine.

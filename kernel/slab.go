@@ -152,10 +152,7 @@ func (k *Kernel) loadSLUB() (l slubLayout) {
 		errs = append(errs, err)
 		*f.to = bitField{o, w}
 	}
-	l.pageSize = k.Info.PageSize
-	if l.pageSize == 0 {
-		l.pageSize = 4096
-	}
+	l.pageSize = k.memLayout().pageSize
 	if err := errors.Join(errs...); err != nil {
 		l.err = fmt.Errorf("SLUB layout: %w", err)
 	}
@@ -379,8 +376,8 @@ func (k *Kernel) countSlabCache(l *slubLayout, c *SlabCache) error {
 
 // slabFree is a slab's free object count: objects - inuse.
 func (k *Kernel) slabFree(l *slubLayout, slab uint64) (uint64, error) {
-	objects, err1 := k.readBits(slab+0, l.objects)
-	inuse, err2 := k.readBits(slab+0, l.inuse)
+	objects, err1 := k.readBits(slab, l.objects)
+	inuse, err2 := k.readBits(slab, l.inuse)
 	if err := errors.Join(err1, err2); err != nil {
 		return 0, fmt.Errorf("struct %s at %#x: %w", l.slab, slab, err)
 	}

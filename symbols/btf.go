@@ -271,14 +271,15 @@ func (b *BTF) resolve(id uint32) (uint32, error) {
 }
 
 // findMember looks name up in struct id, descending into anonymous
-// structs and unions; it returns the bit offset and the member's type.
-func (b *BTF) findMember(id uint32, name string, depth int) (uint32, uint32, bool) {
+// structs and unions; it returns the bit offset from id's start and the
+// member's record (its type and bitfield width).
+func (b *BTF) findMember(id uint32, name string, depth int) (uint32, btfMember, bool) {
 	if depth > 16 {
-		return 0, 0, false
+		return 0, btfMember{}, false
 	}
 	for _, m := range b.types[id].members {
 		if m.name == name {
-			return m.bitOffset, m.typ, true
+			return m.bitOffset, m, true
 		}
 		if m.name == "" {
 			inner, err := b.resolve(m.typ)
@@ -286,13 +287,13 @@ func (b *BTF) findMember(id uint32, name string, depth int) (uint32, uint32, boo
 				continue
 			}
 			if k := b.types[inner].kind; k == BTF_KIND_STRUCT || k == BTF_KIND_UNION {
-				if off, typ, ok := b.findMember(inner, name, depth+1); ok {
-					return m.bitOffset + off, typ, true
+				if off, found, ok := b.findMember(inner, name, depth+1); ok {
+					return m.bitOffset + off, found, true
 				}
 			}
 		}
 	}
-	return 0, 0, false
+	return 0, btfMember{}, false
 }
 
 // Offset returns the byte offset of a member path such as "thread.sp"
@@ -311,12 +312,12 @@ func (b *BTF) Offset(structName, path string) (uint64, error) {
 		if k := b.types[cur].kind; k != BTF_KIND_STRUCT && k != BTF_KIND_UNION {
 			return 0, fmt.Errorf("%w: %s.%s: %q is not inside a struct", ErrNoType, structName, path, part)
 		}
-		off, typ, ok := b.findMember(cur, part, 0)
+		off, m, ok := b.findMember(cur, part, 0)
 		if !ok {
 			return 0, fmt.Errorf("%w: struct %s has no member %s", ErrNoType, structName, path)
 		}
 		bits += uint64(off)
-		id = typ
+		id = m.typ
 	}
 	if bits%8 != 0 {
 		return 0, fmt.Errorf("%s.%s is a bitfield", structName, path)
@@ -380,11 +381,11 @@ func (b *BTF) ArrayLen(structName, path string) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		_, typ, ok := b.findMember(cur, part, 0)
+		_, m, ok := b.findMember(cur, part, 0)
 		if !ok {
 			return 0, fmt.Errorf("%w: struct %s has no member %s", ErrNoType, structName, path)
 		}
-		id = typ
+		id = m.typ
 		if i == len(parts)-1 {
 			t, err := b.resolve(id)
 			if err != nil {
@@ -417,13 +418,12 @@ func (b *BTF) BitField(structName, path string) (uint64, uint64, error) {
 		if k := b.types[cur].kind; k != BTF_KIND_STRUCT && k != BTF_KIND_UNION {
 			return 0, 0, fmt.Errorf("%w: %s.%s: %q is not inside a struct", ErrNoType, structName, path, part)
 		}
-		off, typ, ok := b.findMember(cur, part, 0)
+		off, found, ok := b.findMember(cur, part, 0)
 		if !ok {
 			return 0, 0, fmt.Errorf("%w: struct %s has no member %s", ErrNoType, structName, path)
 		}
 		bits += uint64(off)
-		id = typ
-		m = b.memberNamed(cur, part, 0)
+		id, m = found.typ, found
 	}
 	width := uint64(m.bitSize)
 	if width == 0 {
@@ -436,26 +436,4 @@ func (b *BTF) BitField(structName, path string) (uint64, uint64, error) {
 		}
 	}
 	return bits, width, nil
-}
-
-// memberNamed is the member record findMember matched (for its width).
-func (b *BTF) memberNamed(id uint32, name string, depth int) btfMember {
-	if depth > 16 {
-		return btfMember{}
-	}
-	for _, m := range b.types[id].members {
-		if m.name == name {
-			return m
-		}
-		if m.name == "" {
-			if inner, err := b.resolve(m.typ); err == nil {
-				if k := b.types[inner].kind; k == BTF_KIND_STRUCT || k == BTF_KIND_UNION {
-					if _, _, ok := b.findMember(inner, name, depth+1); ok {
-						return b.memberNamed(inner, name, depth+1)
-					}
-				}
-			}
-		}
-	}
-	return btfMember{}
 }

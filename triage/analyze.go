@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -299,11 +300,11 @@ func (t *Triage) where(hex string) (string, error) {
 	case r.Symbol != "":
 		return fmt.Sprintf("%s %s", r.Region, crashSymbol(r.Symbol)), nil
 	case r.Region == "user":
-		if where := t.userVMA(uint64Hex(hex)); where != "" {
+		if where := t.userVMA(r.Addr); where != "" {
 			return where, nil
 		}
 		if lim, err := t.K.Symbol("mmap_min_addr"); err == nil {
-			if v, err := t.K.ReadU64(lim); err == nil && uint64Hex(hex) < v {
+			if v, err := t.K.ReadU64(lim); err == nil && r.Addr < v {
 				return fmt.Sprintf("user space below mmap_min_addr (%d), where nothing can be mapped: a NULL pointer (plus an offset) dereferenced", v), nil
 			}
 		}
@@ -341,8 +342,7 @@ func (t *Triage) userVMA(addr uint64) string {
 }
 
 func uint64Hex(s string) uint64 {
-	var v uint64
-	fmt.Sscanf(strings.TrimPrefix(s, "0x"), "%x", &v)
+	v, _ := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 64)
 	return v
 }
 
