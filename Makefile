@@ -18,7 +18,7 @@ FUZZ_TARGETS := \
 	./vmcore:FuzzOpen ./vmcore:FuzzVMCOREINFO ./vmcore:FuzzNotes \
 	./vmcore:FuzzFlattened ./vmcore:FuzzDecompress ./vmcore:FuzzPageTableWalk \
 	./symbols:FuzzBTF ./symbols:FuzzBTFTypes ./symbols:FuzzBTFDWARF ./symbols:FuzzDWARF ./symbols:FuzzKallsyms ./symbols:FuzzBuildID ./gdbstub:FuzzSession ./gdbstub:FuzzDecodePayload ./gdbstub:FuzzVFile ./gdbfiles:FuzzPerCPUView \
-	./unwind:FuzzORC ./unwind:FuzzCFI ./unwind:FuzzCFIObject
+	./unwind:FuzzORC ./unwind:FuzzCFI ./unwind:FuzzCFIObject ./unwind:FuzzDerive
 
 .PHONY: all build sample fixtures dap-adapter test race types-dwarf unit fuzz-smoke fuzz bench bench-tools clean
 

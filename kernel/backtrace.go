@@ -16,6 +16,17 @@ type kernelMem struct{ k *Kernel }
 
 func (m kernelMem) ReadU64(addr uint64) (uint64, error) { return m.k.ReadU64(addr) }
 
+// ReadCode reads instruction bytes; an instruction window that runs into
+// a page the dump lacks is cut at the page (the decoder then sees zeros).
+func (m kernelMem) ReadCode(p []byte, addr uint64) error {
+	if err := m.k.Read(p, addr); err == nil {
+		return nil
+	}
+	n := min(uint64(len(p)), 4096-addr%4096)
+	clear(p)
+	return m.k.Read(p[:n], addr)
+}
+
 // Unwinder returns the stack unwinder for this kernel: the vmlinux's ORC
 // tables (the loaded modules' are added by LoadModules) and the pt_regs
 // layout from BTF.
@@ -31,6 +42,7 @@ func (k *Kernel) buildUnwinder() (*unwind.Unwinder, error) {
 		return ok && off == 0 && name != ""
 	}
 	u.IsText = k.isText
+	u.Code = kernelMem{k}
 	var err error
 	if u.PtRegs, err = k.ptRegsLayout(); err != nil {
 		return nil, err
@@ -233,10 +245,31 @@ func (k *Kernel) UnwindObject() ([]byte, error) {
 		return nil, fmt.Errorf("no ORC tables to translate")
 	}
 	return unwind.BuildCFIObject(unwind.CFIObject{
-		Tables: u.Tables, Own: u.CFI, PtRegs: u.PtRegs,
+		Tables: u.Tables, Own: u.CFI, PtRegs: u.PtRegs, Extra: k.derivedCPURules(u),
 		// gdb drops an FDE at address 0 as a linker leftover: start at 1.
 		UserStart: 1, UserEnd: k.userLimit(),
 	})
+}
+
+// derivedCPURules are the unwind rules derived from the code at each
+// CPU's saved pc where ORC has none (the panicking CPU's registers are
+// taken in __crash_kexec, which objtool leaves undefined): gdb then
+// unwinds those frames as the model does.
+func (k *Kernel) derivedCPURules(u *unwind.Unwinder) []unwind.ExtraRule {
+	var out []unwind.ExtraRule
+	for _, c := range k.CPUs {
+		if c.Regs == nil {
+			continue
+		}
+		pc, ok := c.Regs.Get(amd64.RIP)
+		if !ok || !k.isText(pc) || u.HasRule(pc) {
+			continue
+		}
+		if e, err := u.DerivedEntry(pc); err == nil {
+			out = append(out, unwind.ExtraRule{PC: pc, Entry: e})
+		}
+	}
+	return out
 }
 
 // ErrLinesNeedVmlinux says source lines were asked of a kernel read

@@ -104,3 +104,12 @@ func (c *CFI) step(pc uint64, r amd64.Regs, read func(uint64) (uint64, error)) (
 	nr.Set(amd64.RIP, ra)
 	return Frame{PC: ra, SP: cfa, Regs: nr, Kind: KindCall}, nil
 }
+
+// covers says whether an FDE describes pc.
+func (c *CFI) covers(pc uint64) bool {
+	if c == nil {
+		return false
+	}
+	_, err := c.fdes.FDEForPC(pc)
+	return err == nil
+}

@@ -34,10 +34,21 @@ type CFIObject struct {
 	// FDE there with an undefined return address makes the frame at a
 	// user-mode pc the outermost. Both 0: no such FDE.
 	UserStart, UserEnd uint64
+	// Extra are rules for single addresses that ORC leaves undefined,
+	// derived from the code (Unwinder.DerivedEntry): each replaces the
+	// ORC row at its address.
+	Extra []ExtraRule
 	// MaxBytes bounds the object (DefaultMaxCFIObject if 0).
 	MaxBytes int
 
 	ruleCache map[Entry]map[int]string
+}
+
+// ExtraRule is an unwind rule for the one instruction at PC (for a
+// caller's frame, the call instruction's last byte: return address - 1).
+type ExtraRule struct {
+	PC    uint64
+	Entry Entry
 }
 
 // DefaultMaxCFIObject is far above what a kernel needs (its uncovered
@@ -170,7 +181,44 @@ func (o *CFIObject) rows() []row {
 		}
 		out = append(out, r)
 	}
-	return out
+	return o.carveExtra(out)
+}
+
+// carveExtra puts each extra rule in place of the row that covers its
+// address (splitting it), or between rows where none does.
+func (o *CFIObject) carveExtra(rs []row) []row {
+	extra := append([]ExtraRule(nil), o.Extra...)
+	sort.Slice(extra, func(a, b int) bool { return extra[a].PC < extra[b].PC })
+	for i, x := range extra {
+		if (i > 0 && extra[i-1].PC == x.PC) || x.PC == math.MaxUint64 {
+			continue
+		}
+		if o.Own != nil && o.Own.covers(x.PC) {
+			continue
+		}
+		j := sort.Search(len(rs), func(j int) bool { return rs[j].end > x.PC })
+		add := row{start: x.PC, end: x.PC + 1, e: x.Entry}
+		switch {
+		case j < len(rs) && rs[j].start <= x.PC:
+			r := rs[j]
+			var parts []row
+			if r.start < x.PC {
+				before := r
+				before.end = x.PC
+				parts = append(parts, before)
+			}
+			parts = append(parts, add)
+			if x.PC+1 < r.end {
+				after := r
+				after.start = x.PC + 1
+				parts = append(parts, after)
+			}
+			rs = append(rs[:j], append(parts, rs[j+1:]...)...)
+		default:
+			rs = append(rs[:j], append([]row{add}, rs[j:]...)...)
+		}
+	}
+	return rs
 }
 
 // appendUncovered appends the parts of r outside the sorted ranges own.

@@ -3,6 +3,7 @@ package unwind
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 )
@@ -70,6 +71,40 @@ type Unwinder struct {
 	// that way are calls, not guesses, and an rbp of 0 ends the stack as
 	// it ends the kernel's own frame-pointer unwinder.
 	FramePointers bool
+	// Code, if set, reads instructions: where neither ORC nor CFI
+	// describes a frame, its rule is derived from the function's own
+	// code (Derive). FunctionStart must be set too.
+	Code CodeReader
+
+	derived sync.Map // pc -> derivedRule
+}
+
+type derivedRule struct {
+	e   Entry
+	err error
+}
+
+// HasRule says whether ORC (an entry other than undefined) or the CFI
+// describes pc.
+func (u *Unwinder) HasRule(pc uint64) bool {
+	if e, ok := u.find(pc); ok && e.Type != typeUndefined {
+		return true
+	}
+	return u.CFI.covers(pc)
+}
+
+// DerivedEntry is the rule Derive finds for pc (cached), for a frame
+// whose pc has no ORC entry and no CFI.
+func (u *Unwinder) DerivedEntry(pc uint64) (Entry, error) {
+	if u.Code == nil || u.FunctionStart == nil {
+		return Entry{}, ErrNotDerivable
+	}
+	if r, ok := u.derived.Load(pc); ok {
+		return r.(derivedRule).e, r.(derivedRule).err
+	}
+	e, err := Derive(u.Code, pc, u.FunctionStart)
+	u.derived.Store(pc, derivedRule{e, err})
+	return e, err
 }
 
 // Stop reasons, wrapped in the error Unwind returns with the frames it found.
@@ -165,6 +200,14 @@ func (u *Unwinder) Unwind(start amd64.Regs, exactPC bool) ([]Frame, error) {
 				next, err = u.CFI.step(lookup, cur.Regs, u.read)
 				if err == nil {
 					next.PC = next.Regs.Value(amd64.RIP)
+				}
+			}
+			if err != nil && !u.FramePointers {
+				// The function's own code says how it returns.
+				if e, derr := u.DerivedEntry(cur.PC); derr == nil {
+					if n, serr := u.step(e, cur.Regs); serr == nil && n.PC != 0 && (u.IsText == nil || u.IsText(n.PC)) {
+						next, err = n, nil
+					}
 				}
 			}
 			if err != nil {
