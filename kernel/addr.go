@@ -162,8 +162,10 @@ func (k *Kernel) memLayout() *memLayout {
 		}
 		if n, ok := k.Info.Sizes["page"]; ok && n > 0 {
 			m.pageStruct = n
-		} else if n, err := k.Types.Sizeof("page"); err != nil || n == 0 {
-			m.pagesErr = fmt.Errorf("sizeof(struct page): %d %v", n, err)
+		} else if n, err := k.Types.Sizeof("page"); err != nil {
+			m.pagesErr = fmt.Errorf("sizeof(struct page): %w", err)
+		} else if n == 0 {
+			m.pagesErr = errors.New("sizeof(struct page) is 0")
 		} else {
 			m.pageStruct = n
 		}
@@ -386,8 +388,11 @@ func (k *Kernel) VmallocAreas() ([]VmallocArea, error) {
 			return nil, fmt.Errorf("vmalloc areas: neither vmap_area_list nor vmap_nodes: %w", err)
 		}
 		n, err := k.readU32(nrSym)
-		if err != nil || n == 0 || n > maxSlabNodes {
-			return nil, fmt.Errorf("nr_vmap_nodes at %#x: %d %v", nrSym, n, err)
+		if err != nil {
+			return nil, fmt.Errorf("nr_vmap_nodes at %#x: %w", nrSym, err)
+		}
+		if n == 0 || n > maxSlabNodes {
+			return nil, fmt.Errorf("nr_vmap_nodes at %#x is %d, want 1 to %d", nrSym, n, maxSlabNodes)
 		}
 		for i := uint64(0); i < uint64(n); i++ {
 			heads = append(heads, nodes+i*size+busyOff)

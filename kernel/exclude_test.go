@@ -163,10 +163,15 @@ func testPIDWalkSkipsUnreadableNode(t *testing.T, set fixtures.Set) {
 		}
 		return tr.Phys / ps
 	}
-	// A leaf on a page of its own (not the root's, not every leaf's).
+	// A leaf on a page of its own (not the root's, not every leaf's),
+	// and not the last one the walk visits (pidNodes is in walk order), so
+	// that the walk has pids to find past it.
 	var drop uint64
 	var pfn uint64
-	for _, n := range nodes[1:] {
+	if len(nodes) < 3 {
+		t.Fatalf("the pid IDR has %d nodes; need a root and two more", len(nodes))
+	}
+	for _, n := range nodes[1 : len(nodes)-1] {
 		p := pageOf(n)
 		shared := p == pageOf(nodes[0])
 		others := 0
@@ -202,5 +207,37 @@ func testPIDWalkSkipsUnreadableNode(t *testing.T, set fixtures.Set) {
 			t.Errorf("pid %d at 0x%x is no task of the dump", task.PID, task.Addr)
 		}
 	}
-	t.Logf("%d IDR nodes, 0x%x excluded, %d tasks still found", len(nodes), drop, n)
+	// The tasks lost are those under the one node: a run of consecutive
+	// pids in the complete walk, with the walk going on past it where
+	// the complete one did.
+	var order []*Task
+	if _, err := full.tasksFromPIDs(func(task *Task) { order = append(order, task) }); err != nil {
+		t.Fatal(err)
+	}
+	found := map[uint64]bool{}
+	for _, task := range got {
+		found[task.Addr] = true
+	}
+	first, last := -1, -1
+	for i, task := range order {
+		if !found[task.Addr] {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		t.Errorf("no task lost with node 0x%x excluded", drop)
+	}
+	for i := first; first >= 0 && i <= last; i++ {
+		if found[order[i].Addr] {
+			t.Errorf("tasks lost around pid %d are not one run of the walk (pids %d..%d)", order[i].PID, order[first].PID, order[last].PID)
+			break
+		}
+	}
+	if last == len(order)-1 {
+		t.Errorf("nothing found past the excluded node (pids %d..%d lost): the walk stopped there", order[first].PID, order[last].PID)
+	}
+	t.Logf("%d IDR nodes, 0x%x excluded, %d tasks still found, %d lost (pids %d..%d)", len(nodes), drop, n, len(order)-n, order[max(first, 0)].PID, order[max(last, 0)].PID)
 }

@@ -128,3 +128,4 @@ func BenchmarkSymbolObject(b *testing.B) {
 		b.SetBytes(int64(len(obj)))
 	}
 }
+

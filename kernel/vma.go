@@ -257,8 +257,10 @@ func (k *Kernel) mapleLayout(l *vmaLayout) error {
 	types := map[string]int64{}
 	for _, n := range []string{"maple_dense", "maple_leaf_64", "maple_range_64", "maple_arange_64"} {
 		v, err := b.EnumValue(n)
-		if err != nil || v < 0 || v > MAPLE_NODE_TYPE_MASK {
-			errs = append(errs, fmt.Errorf("enum maple_type: %s = %d: %v", n, v, err))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("enum maple_type: %w", err))
+		} else if v < 0 || v > MAPLE_NODE_TYPE_MASK {
+			errs = append(errs, fmt.Errorf("enum maple_type: %s is %d, want 0 to %d", n, v, MAPLE_NODE_TYPE_MASK))
 		}
 		types[n] = v
 	}

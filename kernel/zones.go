@@ -66,14 +66,20 @@ func (k *Kernel) Zones() ([]Zone, error) {
 	wm := map[string]uint64{}
 	for _, n := range []string{"WMARK_MIN", "WMARK_LOW", "WMARK_HIGH"} {
 		v, err := b.EnumValue(n)
-		if err != nil || v < 0 || v > 16 {
-			return nil, fmt.Errorf("enum zone_watermarks: %s: %v", n, err)
+		if err != nil {
+			return nil, fmt.Errorf("enum zone_watermarks: %w", err)
+		}
+		if v < 0 || v > 16 {
+			return nil, fmt.Errorf("enum zone_watermarks: %s is %d, want 0 to 16", n, v)
 		}
 		wm[n] = uint64(v)
 	}
 	freeIdx, err := b.EnumValue("NR_FREE_PAGES")
-	if err != nil || freeIdx < 0 || freeIdx > 1024 {
-		return nil, fmt.Errorf("enum zone_stat_item: NR_FREE_PAGES: %v", err)
+	if err != nil {
+		return nil, fmt.Errorf("enum zone_stat_item: %w", err)
+	}
+	if freeIdx < 0 || freeIdx > 1024 {
+		return nil, fmt.Errorf("enum zone_stat_item: NR_FREE_PAGES is %d, want 0 to 1024", freeIdx)
 	}
 	items, err := b.Enum("zone_stat_item")
 	if err != nil {

@@ -126,8 +126,11 @@ func (v *Vmlinux) SourceLines(pc uint64) ([]SourceLine, error) {
 	defer v.lines.mu.Unlock()
 	r := d.Reader()
 	cu, err := v.lines.unitAt(r, pc)
-	if err != nil || cu == nil {
-		return nil, fmt.Errorf("%s: %w for %#x (%v)", v.path, ErrNoLineInfo, pc, err)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w for %#x: %v", v.path, ErrNoLineInfo, pc, err)
+	}
+	if cu == nil {
+		return nil, fmt.Errorf("%s: %w for %#x: no compilation unit covers it", v.path, ErrNoLineInfo, pc)
 	}
 	lr, err := d.LineReader(cu)
 	if err != nil || lr == nil {

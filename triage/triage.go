@@ -298,14 +298,20 @@ func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	if err := v.(texter).text(w); err != nil {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	} else if err := v.(texter).text(w); err != nil {
 		return err
 	}
-	// What could not be read is said, not silently left out.
+	// What could not be read is said, not silently left out: beside the
+	// table, or beside the JSON (never inside it, where a reader of the
+	// list would trip on it).
 	if args[0] == "ps" || args[0] == "bt" {
 		diag := t.Diag
+		if diag == nil && asJSON {
+			return nil
+		}
 		if diag == nil {
 			diag = w
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,6 +106,13 @@ func TestPanicTaskUnreadable(t *testing.T) {
 			}
 			if code != 0 || !found || !strings.Contains(stderr, "note: ") {
 				t.Errorf("ps (exit %d) does not list pid %d as running and unreadable, or no note on stderr %q:\n%s", code, want.PID, stderr, stdout)
+			}
+			// With --json the list stays JSON and the notes still go to
+			// stderr.
+			stdout, stderr, code = runCLI(t, "ps", "--json", vmlinux, dump)
+			var list []map[string]any
+			if err := json.Unmarshal(stdout, &list); code != 0 || err != nil || len(list) == 0 || !strings.Contains(stderr, "note: ") {
+				t.Errorf("ps --json (exit %d, %v): no list on stdout or no note on stderr %q", code, err, stderr)
 			}
 		})
 	}
