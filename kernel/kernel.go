@@ -38,6 +38,9 @@ type Kernel struct {
 	CPUs     []*CPU
 	Tasks    []*Task // running tasks first in CPU order, then by pid
 	PanicCPU int     // -1 when the kernel did not panic (a hypervisor dump)
+	// PanicCPUSource says where PanicCPU was read: the panic_cpu
+	// variable, or the kernel log when no symbol locates it.
+	PanicCPUSource string
 
 	warnMu   sync.Mutex
 	warnings []string // things that could not be read, said once
@@ -269,6 +272,14 @@ func LoadFromDump(d *vmcore.Dump) (*Kernel, error) {
 	}
 	mem := dumpMem{vm}
 	ks, err := symbols.LoadKallsyms(mem, info.Symbols)
+	if errors.Is(err, symbols.ErrNoKallsyms) {
+		// Before 6.0 VMCOREINFO does not locate kallsyms: what remains
+		// is what the dump itself says (its CPUs' saved registers, its
+		// memory through the page tables, the log and the few symbols
+		// VMCOREINFO names).
+		why := fmt.Sprintf("%s: no vmlinux given and %v: give the vmlinux", strings.Join(d.Files(), ", "), err)
+		return load(d, info, nil, infoSymbols(info.Symbols), symbols.NoTypes{Reason: why})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: no vmlinux given and %w", strings.Join(d.Files(), ", "), err)
 	}
@@ -282,6 +293,28 @@ func LoadFromDump(d *vmcore.Dump) (*Kernel, error) {
 		return nil, err
 	}
 	return load(d, info, nil, ks, b)
+}
+
+// infoSymbols are the symbols VMCOREINFO names (SYMBOL(name)=addr), all
+// a dump without kallsyms and without its vmlinux has. With no sizes an
+// address is named only where a symbol starts.
+type infoSymbols map[string]uint64
+
+func (s infoSymbols) Address(name string) (uint64, error) {
+	if a, ok := s[name]; ok {
+		return a, nil
+	}
+	return 0, fmt.Errorf("%w: %s (VMCOREINFO names only %d symbols and the dump has no kallsyms)", symbols.ErrNoSymbol, name, len(s))
+}
+
+func (s infoSymbols) Lookup(addr uint64) (string, uint64, bool) {
+	best := ""
+	for n, a := range s {
+		if a == addr && (best == "" || n < best) {
+			best = n
+		}
+	}
+	return best, 0, best != ""
 }
 
 func allZero(p []byte) bool {
@@ -344,9 +377,74 @@ func (k *Kernel) loadWithoutTypes(none symbols.NoTypes) {
 		c.Curr = t
 		k.Tasks = append(k.Tasks, t)
 	}
+	if k.PanicCPU < 0 {
+		if cpu, line, ok := k.panicCPUFromLog(); ok {
+			k.PanicCPU, k.PanicCPUSource = cpu, fmt.Sprintf("the kernel log (%q) and that CPU's saved pid", line)
+			k.warn("the panicking CPU is %d, from %s", cpu, k.PanicCPUSource)
+		}
+	}
+	for _, c := range k.CPUs {
+		if c.HasNotePID && c.NotePID > 0 {
+			if comm, _ := k.commFromLog(c.ID, c.NotePID); comm != "" {
+				c.Curr.Comm, c.Curr.CommSource = comm, "kernel log"
+			}
+		}
+	}
 	if k.PanicCPU >= 0 {
 		k.CPUs[k.PanicCPU].Curr.Panic = true
 	}
+}
+
+// panicCPUFromLog finds the panicking CPU in the kernel's own log when no
+// symbol locates panic_cpu: the "CPU: N PID: P Comm: ..." line that
+// panic()'s dump_stack prints after "Kernel panic - not syncing" (or the
+// oops before it printed, or the oops that went to kdump without a
+// panic), taken only if CPU N's saved note holds pid P.
+func (k *Kernel) panicCPUFromLog() (int, string, bool) {
+	recs, err := k.Log()
+	if err != nil {
+		return 0, "", false
+	}
+	// The last panic message, or (a kernel that went to kdump straight
+	// from an oops, without panic()) the last oops header.
+	at := -1
+	for _, prefix := range []string{"Kernel panic - not syncing", "Oops: "} {
+		for i := len(recs) - 1; i >= 0 && at < 0; i-- {
+			if strings.HasPrefix(recs[i].Text, prefix) {
+				at = i
+			}
+		}
+	}
+	if at < 0 {
+		return 0, "", false
+	}
+	try := func(i int) (int, string, bool) {
+		m := logTaskLine.FindStringSubmatch(recs[i].Text)
+		if m == nil {
+			return 0, "", false
+		}
+		cpu, err1 := strconv.Atoi(m[1])
+		pid, err2 := strconv.Atoi(m[2])
+		if err1 != nil || err2 != nil || cpu < 0 || cpu >= len(k.CPUs) {
+			return 0, "", false
+		}
+		c := k.CPUs[cpu]
+		if !c.HasNotePID || int(c.NotePID) != pid {
+			return 0, "", false
+		}
+		return cpu, strings.TrimSpace(recs[i].Text), true
+	}
+	for i := at + 1; i < len(recs) && i <= at+4; i++ {
+		if cpu, line, ok := try(i); ok {
+			return cpu, line, true
+		}
+	}
+	for i := at - 1; i >= 0; i-- {
+		if logTaskLine.MatchString(recs[i].Text) {
+			return try(i)
+		}
+	}
+	return 0, "", false
 }
 
 // HasTypes says whether the model has type information; without it only
@@ -507,6 +605,21 @@ func (k *Kernel) perCPUOffset(cpu int) (uint64, error) {
 
 func (k *Kernel) loadCPUs() error {
 	addr, err := k.Symbol("nr_cpu_ids")
+	if _, bare := k.Syms.(infoSymbols); bare && err != nil {
+		// No symbols: a CPU for each saved register set in the dump,
+		// numbered in their order.
+		n := len(k.Dump.PRStatus())
+		if q := len(k.Dump.QEMUCPUs()); q > 0 {
+			n = q
+		}
+		if n == 0 || n > 1<<16 {
+			return fmt.Errorf("%s: %d CPU register notes and no nr_cpu_ids to count the CPUs by", k.Dump.Files()[0], n)
+		}
+		for cpu := 0; cpu < n; cpu++ {
+			k.CPUs = append(k.CPUs, &CPU{ID: cpu})
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -526,7 +639,7 @@ func (k *Kernel) loadCPUs() error {
 	}
 	if a, err := k.Symbol("panic_cpu"); err == nil {
 		if v, err := k.readU32(a); err == nil && int32(v) >= 0 && int(v) < len(k.CPUs) {
-			k.PanicCPU = int(int32(v))
+			k.PanicCPU, k.PanicCPUSource = int(int32(v)), "panic_cpu"
 		}
 	}
 	return nil

@@ -27,8 +27,11 @@ func (k *Kernel) loadRegisters() {
 		}
 		return &r
 	}
+	// Without symbols crash_notes cannot be found: the notes in CPU order.
+	_, bare := k.Syms.(infoSymbols)
+	crashNotes := k.Info.HasCrashTime && !bare
 	for _, c := range k.CPUs {
-		if k.Info.HasCrashTime {
+		if crashNotes {
 			regs, pid, err := k.crashNote(c.ID, layout, layoutErr)
 			if err == nil {
 				c.Regs, c.RegsSource = saved(regs, false), "crash_notes"
@@ -42,7 +45,7 @@ func (k *Kernel) loadRegisters() {
 				c.Regs, c.RegsSource, c.GSBaseValid = saved(notes[i].Regs, true), "QEMU NT_PRSTATUS", true
 			}
 		}
-		if c.Regs == nil && !k.Info.HasCrashTime && c.ID < len(notes) {
+		if c.Regs == nil && !crashNotes && c.ID < len(notes) {
 			c.Regs, c.RegsSource = saved(notes[c.ID].Regs, false), "NT_PRSTATUS in CPU order"
 			c.NotePID, c.HasNotePID = notes[c.ID].PID, !qemu
 		}

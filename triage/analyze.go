@@ -178,9 +178,20 @@ func (t *Triage) Analyze() (*Analysis, error) {
 		if panicTask.OnCPU != nil {
 			cpu = panicTask.OnCPU.ID
 		}
-		fact("task", fmt.Sprintf("pid %d %q (task_struct %#x)", panicTask.PID, panicTask.Comm, panicTask.Addr), "the running task of the panic CPU's run queue")
-		fact("cpu", fmt.Sprint(cpu), "panic_cpu")
-		if panicTask.MM != 0 {
+		if panicTask.Unreadable != "" {
+			// Only what the CPU's note (and the log) say: no task_struct.
+			from := "the panic CPU's saved registers (NT_PRSTATUS pr_pid)"
+			if panicTask.CommSource != "" {
+				from += "; command from " + panicTask.CommSource
+			}
+			fact("task", fmt.Sprintf("pid %d %q", panicTask.PID, panicTask.Comm), from)
+		} else {
+			fact("task", fmt.Sprintf("pid %d %q (task_struct %#x)", panicTask.PID, panicTask.Comm, panicTask.Addr), "the running task of the panic CPU's run queue")
+		}
+		fact("cpu", fmt.Sprint(cpu), k.PanicCPUSource)
+		if panicTask.Unreadable != "" {
+			a.Unknown = append(a.Unknown, "context (user process or kernel thread): "+panicTask.Unreadable)
+		} else if panicTask.MM != 0 {
 			fact("context", "a user process", "task_struct.mm")
 		} else {
 			fact("context", "a kernel thread", "task_struct.mm is NULL")

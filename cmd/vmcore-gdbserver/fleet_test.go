@@ -14,8 +14,10 @@ import (
 // to files followed, non-dumps skipped) and files, with the 6.1 vmlinux
 // given: one record a line in the operands' order, the 6.1 dumps with
 // that vmlinux, the 6.12 one with its own kallsyms and BTF (the given
-// vmlinux is not its), a 4.18 one (no BTF, no vmlinux found) and damaged
-// or missing files as error records naming the file; the run goes on and
+// vmlinux is not its), a 4.18 one (no BTF, no kallsyms, no vmlinux
+// found) from what the dump alone says (the log, the CPUs' notes), with
+// what needs the vmlinux listed as unknown, and damaged or missing files
+// as error records naming the file; the run goes on and
 // gives the same bytes with one job and with three.
 func TestAnalyzeFleet(t *testing.T) {
 	sets := fixtures.SetsWith418(t)
@@ -39,13 +41,13 @@ func TestAnalyzeFleet(t *testing.T) {
 	missing := filepath.Join(dir, "gone.vmcore")
 	args := []string{"analyze", "--json", sets[0].Path(t, "kernel", "vmlinux"), dir,
 		sets[1].Path(t, "oom", "vmcore.lzo"), sets[2].Path(t, "modcrash", "vmcore.lzo"), missing}
-	want := []struct{ dump, class, vmlinux, err string }{
-		{filepath.Join(dir, "a.lzo"), "oom-panic", sets[0].Path(t, "kernel", "vmlinux"), ""},
-		{filepath.Join(dir, "bad.kdump"), "", "", "bad.kdump"},
-		{filepath.Join(dir, "sub/b.elf"), "module-oops", sets[0].Path(t, "kernel", "vmlinux"), ""},
-		{sets[1].Path(t, "oom", "vmcore.lzo"), "oom-panic", "", ""},
-		{sets[2].Path(t, "modcrash", "vmcore.lzo"), "", "", "vmlinux"},
-		{missing, "", "", "gone.vmcore"},
+	want := []struct{ dump, class, vmlinux, err, unknown string }{
+		{filepath.Join(dir, "a.lzo"), "oom-panic", sets[0].Path(t, "kernel", "vmlinux"), "", ""},
+		{filepath.Join(dir, "bad.kdump"), "", "", "bad.kdump", ""},
+		{filepath.Join(dir, "sub/b.elf"), "module-oops", sets[0].Path(t, "kernel", "vmlinux"), "", ""},
+		{sets[1].Path(t, "oom", "vmcore.lzo"), "oom-panic", "", "", ""},
+		{sets[2].Path(t, "modcrash", "vmcore.lzo"), "module-oops", "", "", "give the vmlinux"},
+		{missing, "", "", "gone.vmcore", ""},
 	}
 	env := []string{"DEBUGINFOD_URLS="}
 	var outputs []string
@@ -62,6 +64,7 @@ func TestAnalyzeFleet(t *testing.T) {
 			var r struct {
 				Schema, Dump, Vmlinux, Error, Class string
 				Facts                               []map[string]string
+				Unknown                             []string
 			}
 			if err := json.Unmarshal([]byte(l), &r); err != nil {
 				t.Fatalf("record %d: %v: %s", i, err, l)
@@ -75,6 +78,9 @@ func TestAnalyzeFleet(t *testing.T) {
 			}
 			if w.class != "" && len(r.Facts) == 0 {
 				t.Errorf("record %d: no facts", i)
+			}
+			if w.unknown != "" && !strings.Contains(strings.Join(r.Unknown, "\n"), w.unknown) {
+				t.Errorf("record %d: no unknown saying %q: %q", i, w.unknown, r.Unknown)
 			}
 		}
 		outputs = append(outputs, out)

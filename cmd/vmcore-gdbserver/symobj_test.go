@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcore-gdbserver/vmcore-gdbserver/amd64"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/internal/fixtures"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/kernel"
 	"github.com/vmcore-gdbserver/vmcore-gdbserver/triage"
@@ -262,5 +263,67 @@ func TestGDBWrapperWithoutDebugInfo(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("no %q in:\n%s", w, tail(out, 40))
 		}
+	}
+}
+
+// A 4.18 dump with no vmlinux anywhere and no kallsyms in VMCOREINFO
+// (before 6.0): served with what the dump itself says. gdb gets a thread
+// per CPU, the panicking one selected under its pid and command (from the
+// CPU's note and the kernel log) with its saved registers; `log` is the
+// same as with the vmlinux (VMCOREINFO lays the ring out); what needs
+// types says in one line that the vmlinux is needed.
+func TestBareDumpWithoutVmlinux(t *testing.T) {
+	set := fixtures.SetsWith418(t)[2]
+	for _, scenario := range []string{"oom", "sysrq"} {
+		t.Run(scenario, func(t *testing.T) {
+			dump := set.Path(t, scenario, "vmcore.lzo")
+			k := loadModel(t, set, dump)
+			var panicTask *kernel.Task
+			for _, tk := range k.Tasks {
+				if tk.Panic {
+					panicTask = tk
+				}
+			}
+			if panicTask == nil || panicTask.OnCPU == nil {
+				t.Fatal("the reference model has no panicking task on a CPU")
+			}
+			out := gdbNoFile(t, dump, []string{"info threads", "p/x $pc", "p/x $rsp"})
+			// A CPU's thread without a task_struct says where its pid is from.
+			cpuThread := regexp.MustCompile(`(?m)^(\*)?\s*\d+\s+Thread \d+ "([^"]*)" \(pid (\d+) \(from the CPU's note\) cpu (\d+) \[running\]( \[panic\])?`)
+			var threads []gdbThread
+			for _, m := range cpuThread.FindAllStringSubmatch(out, -1) {
+				pid, _ := strconv.Atoi(m[3])
+				cpu, _ := strconv.Atoi(m[4])
+				threads = append(threads, gdbThread{name: m[2], pid: pid, cpu: cpu, selected: m[1] == "*", panic: m[5] != ""})
+			}
+			if len(threads) != len(k.CPUs) {
+				t.Errorf("%d threads, want one per CPU (%d):\n%s", len(threads), len(k.CPUs), tail(out, 20))
+			}
+			var sel *gdbThread
+			for i := range threads {
+				if threads[i].selected {
+					sel = &threads[i]
+				}
+			}
+			if sel == nil || !sel.panic || sel.pid != int(panicTask.PID) || sel.name != panicTask.Comm || sel.cpu != panicTask.OnCPU.ID {
+				t.Errorf("selected thread %+v, want the panicking pid %d %q on CPU %d:\n%s", sel, panicTask.PID, panicTask.Comm, panicTask.OnCPU.ID, tail(out, 20))
+			}
+			regs := panicTask.OnCPU.Regs
+			for i, r := range []uint64{regs.Value(amd64.RIP), regs.Value(amd64.RSP)} {
+				if want := fmt.Sprintf("$%d = %#x\n", i+1, r); !strings.Contains(out, want) {
+					t.Errorf("gdb lacks %q:\n%s", want, tail(out, 10))
+				}
+			}
+			env := []string{"DEBUGINFOD_URLS=", "XDG_CACHE_HOME=" + t.TempDir()}
+			bare, stderr, code := runCLIEnv(t, env, "log", dump)
+			full, _, fcode := runCLIEnv(t, env, "log", set.Path(t, "kernel", "vmlinux"), dump)
+			if code != 0 || fcode != 0 || bare != full || !strings.Contains(bare, "CPU: ") {
+				t.Errorf("log without the vmlinux (exit %d, %s) differs from log with it (exit %d)", code, stderr, fcode)
+			}
+			_, stderr, code = runCLIEnv(t, env, "ps", dump)
+			if code == 0 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "give the vmlinux") || !strings.Contains(stderr, dump) {
+				t.Errorf("ps without types: exit %d, want one line naming the dump and the vmlinux: %q", code, stderr)
+			}
+		})
 	}
 }
