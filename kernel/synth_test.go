@@ -128,4 +128,3 @@ func BenchmarkSymbolObject(b *testing.B) {
 		b.SetBytes(int64(len(obj)))
 	}
 }
-

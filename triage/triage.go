@@ -63,14 +63,14 @@ var ErrUsage = errors.New("usage")
 // output is one JSON value.
 // needsTypes says what each command cannot do without type information.
 var needsTypes = map[string]string{
-	"sys":     "read uptime, memory and the panic task (they need struct layouts)",
-	"ps":      "walk the task list (it needs struct task_struct's layout)",
-	"bt":      "unwind (finding each task's stack and frames needs struct layouts; gdb's own bt works on the CPU threads)",
-	"kmem":    "read the memory counters (they need the kernel's enums and struct layouts)",
-	"mod":     "walk the module list (it needs struct module's layout)",
-	"vm":      "read the memory mappings (they need struct mm_struct's and vm_area_struct's layouts)",
-	"files":   "read the open files (they need struct files_struct's and fdtable's layouts)",
-	"struct":  "print a struct (its layout comes from the kernel's types)",
+	"sys":    "read uptime, memory and the panic task (they need struct layouts)",
+	"ps":     "walk the task list (it needs struct task_struct's layout)",
+	"bt":     "unwind (finding each task's stack and frames needs struct layouts; gdb's own bt works on the CPU threads)",
+	"kmem":   "read the memory counters (they need the kernel's enums and struct layouts)",
+	"mod":    "walk the module list (it needs struct module's layout)",
+	"vm":     "read the memory mappings (they need struct mm_struct's and vm_area_struct's layouts)",
+	"files":  "read the open files (they need struct files_struct's and fdtable's layouts)",
+	"struct": "print a struct (its layout comes from the kernel's types)",
 }
 
 func (t *Triage) Run(args []string, w io.Writer, asJSON bool) error {
