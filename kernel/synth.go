@@ -18,37 +18,40 @@ var ErrNoSymbolObject = errors.New("no symbol object from the dump")
 // (it describes only per-CPU variables) whose declared type is the same
 // in every kernel that has them: gdb gets them typed, every other global
 // stays a bare symbol that gdb asks a cast for.
-var wellKnownGlobals = []struct{ name, typ string }{
-	{"init_task", "struct task_struct"},
-	{"init_mm", "struct mm_struct"},
-	{"init_uts_ns", "struct uts_namespace"},
-	{"init_pid_ns", "struct pid_namespace"},
-	{"jiffies_64", "u64"},
-	{"jiffies", "unsigned long"},
-	{"nr_cpu_ids", "unsigned int"},
-	{"max_pfn", "unsigned long"},
-	{"totalram_pages", "atomic_long_t"},
-	{"page_offset_base", "unsigned long"},
-	{"vmalloc_base", "unsigned long"},
-	{"vmemmap_base", "unsigned long"},
-	{"tainted_mask", "unsigned long"},
-	{"panic_cpu", "atomic_t"},
-	{"sysctl_panic_on_oom", "int"},
-	{"modules", "struct list_head"},
-	{"slab_caches", "struct list_head"},
-	{"vmap_area_list", "struct list_head"},
-	{"init_cred", "struct cred"},
-	{"prb", "struct printk_ringbuffer *"},
-	{"hrtimer_resolution", "unsigned int"},
-	{"saved_command_line", "char *"},
-	{"__cpu_online_mask", "struct cpumask"},
-	{"__cpu_possible_mask", "struct cpumask"},
-	{"__cpu_present_mask", "struct cpumask"},
-	{"__cpu_active_mask", "struct cpumask"},
-	{"clk_root_list", "struct hlist_head"},
-	{"clk_orphan_list", "struct hlist_head"},
-	{"iomem_resource", "struct resource"},
-	{"ioport_resource", "struct resource"},
+//
+// A file-static one names its file: gdb scripts find it as 'file'::name
+// (the kernel's lx-dmesg reads 'printk.c'::prb).
+var wellKnownGlobals = []struct{ name, typ, file string }{
+	{"init_task", "struct task_struct", ""},
+	{"init_mm", "struct mm_struct", ""},
+	{"init_uts_ns", "struct uts_namespace", ""},
+	{"init_pid_ns", "struct pid_namespace", ""},
+	{"jiffies_64", "u64", ""},
+	{"jiffies", "unsigned long", ""},
+	{"nr_cpu_ids", "unsigned int", ""},
+	{"max_pfn", "unsigned long", ""},
+	{"totalram_pages", "atomic_long_t", ""},
+	{"page_offset_base", "unsigned long", ""},
+	{"vmalloc_base", "unsigned long", ""},
+	{"vmemmap_base", "unsigned long", ""},
+	{"tainted_mask", "unsigned long", ""},
+	{"panic_cpu", "atomic_t", ""},
+	{"sysctl_panic_on_oom", "int", ""},
+	{"modules", "struct list_head", ""},
+	{"slab_caches", "struct list_head", ""},
+	{"vmap_area_list", "struct list_head", ""},
+	{"init_cred", "struct cred", ""},
+	{"prb", "struct printk_ringbuffer *", "kernel/printk/printk.c"},
+	{"hrtimer_resolution", "unsigned int", ""},
+	{"saved_command_line", "char *", ""},
+	{"__cpu_online_mask", "struct cpumask", ""},
+	{"__cpu_possible_mask", "struct cpumask", ""},
+	{"__cpu_present_mask", "struct cpumask", ""},
+	{"__cpu_active_mask", "struct cpumask", ""},
+	{"clk_root_list", "struct hlist_head", ""},
+	{"clk_orphan_list", "struct hlist_head", ""},
+	{"iomem_resource", "struct resource", ""},
+	{"ioport_resource", "struct resource", ""},
 }
 
 // symbolRange is one NOBITS section of the symbol object: an address
@@ -229,7 +232,7 @@ func (k *Kernel) symbolDWARF(btf *symbols.BTF, funcs []symbols.DWARFFunction, ad
 			notes = append(notes, fmt.Sprintf("%s left untyped: %v", g.name, err))
 			continue
 		}
-		vars = append(vars, symbols.DWARFVariable{Name: g.name, Addr: a, TypeName: g.typ})
+		vars = append(vars, symbols.DWARFVariable{Name: g.name, Addr: a, TypeName: g.typ, File: g.file, Static: g.file != ""})
 	}
 	// linux_banner[], as long as the string the dump holds there.
 	if a, ok := addr("linux_banner"); ok {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -40,6 +41,10 @@ type DWARFVariable struct {
 	TypeName string
 	Static   bool
 	Count    uint64
+	// File, if set, is the source file that defines the variable (a
+	// file-static one): it goes into a compilation unit of that name, so
+	// that gdb finds it as 'File'::Name.
+	File string
 }
 
 // DWARFFunction is a function for BTF.DWARF to describe at [Addr,
@@ -264,7 +269,27 @@ func (b *BTF) DWARF(vars []DWARFVariable, funcs []DWARFFunction) (*DWARFSections
 			return nil, g.err
 		}
 	}
+	// A file's variables: their types (helper pointer and array DIEs
+	// included) in this unit, the variables in the file's own.
+	type fileVar struct {
+		v   DWARFVariable
+		typ uint32
+	}
+	byFile := map[string][]fileVar{}
 	for _, v := range vars {
+		if v.File != "" {
+			if why := badName(v.File); why != "" {
+				out.Skipped = append(out.Skipped, fmt.Sprintf("variable %s: file %s", v.Name, why))
+				continue
+			}
+			typ, why := g.variableType(v)
+			if why == "" {
+				byFile[v.File] = append(byFile[v.File], fileVar{v, typ})
+			} else {
+				out.Skipped = append(out.Skipped, fmt.Sprintf("variable %s: %s", v.Name, why))
+			}
+			continue
+		}
 		if why := g.variable(v); why != "" {
 			out.Skipped = append(out.Skipped, fmt.Sprintf("variable %s: %s", v.Name, why))
 		}
@@ -273,12 +298,35 @@ func (b *BTF) DWARF(vars []DWARFVariable, funcs []DWARFFunction) (*DWARFSections
 		}
 	}
 	g.info = append(g.info, 0) // end of the unit's children
+	le := binary.LittleEndian
+	le.PutUint32(g.info, uint32(len(g.info)-4))
+	files := make([]string, 0, len(byFile))
+	for f := range byFile {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		// Its types are in the first unit: references across units are
+		// DW_FORM_ref_addr, offsets from the start of .debug_info.
+		start := len(g.info)
+		g.info = append(g.info, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 8)
+		g.die(dwTagCompileUnit, true, dwAtProducer, dwFormStrp, dwAtName, dwFormStrp, dwAtLanguage, dwFormData2)
+		g.strp("vmcore-gdbserver (types from BTF)")
+		g.strp(f)
+		g.u16(dwLangC11)
+		for _, fv := range byFile[f] {
+			g.emitVariable(fv.v, fv.typ, dwFormRefAddr)
+		}
+		g.info = append(g.info, 0)
+		le.PutUint32(g.info[start:], uint32(len(g.info)-start-4))
+		if g.check(); g.err != nil {
+			return nil, g.err
+		}
+	}
 	g.abbrev = append(g.abbrev, 0)
 	if g.check(); g.err != nil {
 		return nil, g.err
 	}
-	le := binary.LittleEndian
-	le.PutUint32(g.info, uint32(len(g.info)-4))
 	for _, f := range g.fixups {
 		le.PutUint32(g.info[f.pos:], g.off[f.id])
 	}
@@ -741,14 +789,26 @@ func (g *dwarfGen) function(f DWARFFunction) string {
 }
 
 func (g *dwarfGen) variable(v DWARFVariable) string {
+	typ, why := g.variableType(v)
+	if why != "" {
+		return why
+	}
+	g.emitVariable(v, typ, dwFormRef4)
+	return ""
+}
+
+// variableType writes what a variable's type needs beyond BTF's own DIEs
+// (pointers to it, an array of it) and returns the DIE to refer to, or
+// why the variable cannot be described.
+func (g *dwarfGen) variableType(v DWARFVariable) (uint32, string) {
 	b := g.b
 	if why := badName(v.Name); why != "" {
-		return why
+		return 0, why
 	}
 	var typ uint32
 	if v.TypeID != 0 {
 		if typ = g.ref(v.TypeID); typ == 0 {
-			return fmt.Sprintf("BTF type id %d is not a type", v.TypeID)
+			return 0, fmt.Sprintf("BTF type id %d is not a type", v.TypeID)
 		}
 	} else {
 		base := strings.TrimSpace(v.TypeName)
@@ -758,16 +818,16 @@ func (g *dwarfGen) variable(v DWARFVariable) string {
 			ptrs++
 		}
 		if base == "void" && ptrs == 0 {
-			return "type void"
+			return 0, "type void"
 		}
 		if base != "void" {
 			id, err := b.TypeID(base)
 			if err != nil {
-				return err.Error()
+				return 0, err.Error()
 			}
 			typ = g.ref(id)
 			if typ == 0 {
-				return fmt.Sprintf("type %s (BTF id %d) is not usable", base, id)
+				return 0, fmt.Sprintf("type %s (BTF id %d) is not usable", base, id)
 			}
 		}
 		// Pointers are made here: BTF may have no pointer to the type.
@@ -796,16 +856,21 @@ func (g *dwarfGen) variable(v DWARFVariable) string {
 		g.off = append(g.off, off)
 		typ = uint32(len(g.off) - 1)
 	}
+	return typ, ""
+}
+
+// emitVariable writes the variable's DIE, its type referred to with form
+// (ref4 in the unit of the types, ref_addr from another unit).
+func (g *dwarfGen) emitVariable(v DWARFVariable, typ uint32, form uint16) {
 	if v.Static {
-		g.die(dwTagVariable, false, dwAtName, dwFormStrp, dwAtLocation, dwFormExprloc, dwAtType, dwFormRef4)
+		g.die(dwTagVariable, false, dwAtName, dwFormStrp, dwAtLocation, dwFormExprloc, dwAtType, form)
 	} else {
 		g.die(dwTagVariable, false, dwAtName, dwFormStrp, dwAtExternal, dwFormFlagPresent,
-			dwAtLocation, dwFormExprloc, dwAtType, dwFormRef4)
+			dwAtLocation, dwFormExprloc, dwAtType, form)
 	}
 	g.strp(v.Name)
 	g.uleb(9)
 	g.u8(dwOpAddr)
 	g.u64(v.Addr)
 	g.typeRef(typ)
-	return ""
 }

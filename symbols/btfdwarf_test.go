@@ -78,6 +78,7 @@ func TestBTFDWARFSmall(t *testing.T) {
 		{Name: "nothing", Addr: 0x5000, TypeName: "struct nothing"},
 		{Name: "badid", Addr: 0x5000, TypeID: 1000},
 		{Name: "nul\x00", Addr: 0x5000, TypeID: 15},
+		{Name: "file_thing", Addr: 0x6000, TypeName: "struct thing *", File: "kernel/thing.c", Static: true},
 	}, []DWARFFunction{{Name: "printit", Addr: 0xffffffff81000000, Size: 0x40}, {Name: "absent", Addr: 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +93,29 @@ func TestBTFDWARFSmall(t *testing.T) {
 	byOff, err := checkRefs(d)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The file-static variable is in a unit of its file's name, static.
+	units := map[string][]string{}
+	r := d.Reader()
+	unit := ""
+	for {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			break
+		}
+		if e.Tag == dwarf.TagCompileUnit {
+			unit, _ = e.Val(dwarf.AttrName).(string)
+		}
+		if e.Tag == dwarf.TagVariable {
+			n, _ := e.Val(dwarf.AttrName).(string)
+			if e.Val(dwarf.AttrExternal) == nil {
+				n += " (static)"
+			}
+			units[unit] = append(units[unit], n)
+		}
+	}
+	if fmt.Sprint(units["kernel/thing.c"]) != "[file_thing (static)]" || len(units) != 2 {
+		t.Errorf("units and their variables: %q", units)
 	}
 	got := map[string]string{}
 	for off, e := range byOff {
@@ -159,6 +183,7 @@ func TestBTFDWARFSmall(t *testing.T) {
 		"Variable thing_ptr":    "**struct thing @0020000000000000",
 		"Variable opaque_p":     "*struct opaque @0030000000000000",
 		"Variable vp":           "*void @0040000000000000",
+		"Variable file_thing":   "*struct thing @0060000000000000",
 		"subprogram printit":    "int printit(*const char fmt, unsigned int n, ...) ffffffff81000000+64",
 	}
 	for k, w := range want {
@@ -288,7 +313,8 @@ func FuzzBTFDWARF(f *testing.F) {
 		for _, v := range b.Variables() {
 			vars = append(vars, DWARFVariable{Name: v.Name, Addr: uint64(v.Offset), TypeID: v.Type})
 		}
-		vars = append(vars, DWARFVariable{Name: "p", TypeName: "struct thing **"}, DWARFVariable{Name: "q", TypeName: "thread_t"})
+		vars = append(vars, DWARFVariable{Name: "p", TypeName: "struct thing **"}, DWARFVariable{Name: "q", TypeName: "thread_t"},
+			DWARFVariable{Name: "r", TypeName: "struct thing *", File: "kernel/thing.c", Static: true})
 		var funcs []DWARFFunction
 		for id, ty := range b.types {
 			if ty.kind == BTF_KIND_FUNC && len(funcs) < 64 {

@@ -190,15 +190,15 @@ func gdbNoFile(t *testing.T, dump string, cmds []string) string {
 
 // The kernel's own gdb scripts (6.1's scripts/gdb, built by the fixtures)
 // on the symbol object alone: the lx commands that need only symbols and
-// types give the dump's answers. (lx-dmesg needs printk.c's file-static
-// prb, which kallsyms and BTF cannot type: it is not expected to work.)
+// types give the dump's answers, lx-dmesg included.
 func TestGDBScriptsWithoutDebugInfo(t *testing.T) {
 	set := fixtures.Sets(t)[0]
 	dump := set.Path(t, "oom", "vmcore.elf")
 	scripts := set.Path(t, "gdb-scripts", "vmlinux-gdb.py")
 	k := loadModel(t, set, dump)
 	out := gdbNoFile(t, dump, []string{"source " + scripts, "echo == ps\\n", "lx-ps", "echo == lsmod\\n", "lx-lsmod",
-		"echo == version\\n", "lx-version", "echo == cpus\\n", "lx-cpus", "p $lx_current().comm", "lx-cmdline"})
+		"echo == version\\n", "lx-version", "echo == cpus\\n", "lx-cpus", "p $lx_current().comm", "lx-cmdline",
+		"echo == dmesg\\n", "lx-dmesg", "echo == end\\n"})
 	var panicTask, init *kernel.Task
 	for _, tk := range k.Tasks {
 		if tk.Panic {
@@ -242,6 +242,22 @@ func TestGDBScriptsWithoutDebugInfo(t *testing.T) {
 	}
 	if strings.Contains(out, "Python Exception") {
 		t.Errorf("a script failed:\n%s", grepLines(out, "Python"))
+	}
+	// lx-dmesg ('printk.c'::prb, a file-static the symbol object puts in
+	// a unit of that name) prints the log as the kernel model reads it
+	// (its timestamps round the microseconds where the kernel's cut
+	// them: the text is compared).
+	i, j := strings.Index(out, "== dmesg\n"), strings.Index(out, "== end\n")
+	recs, err := k.Log()
+	if i < 0 || j < i || err != nil || len(recs) < 10 {
+		t.Fatalf("no lx-dmesg output (log: %d records, %v)", len(recs), err)
+	}
+	dmesg := out[i+len("== dmesg\n") : j]
+	for _, r := range []kernel.LogRecord{recs[0], recs[len(recs)/2], recs[len(recs)-1]} {
+		line := "] " + strings.SplitN(r.Text, "\n", 2)[0] + "\n"
+		if !strings.Contains(dmesg, line) {
+			t.Errorf("lx-dmesg lacks %q:\n%s", line, tail(dmesg, 10))
+		}
 	}
 }
 
