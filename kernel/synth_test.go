@@ -101,6 +101,19 @@ func TestSymbolObject(t *testing.T) {
 			if err := c.Run(); err != nil || stderr.Len() > 0 {
 				t.Errorf("readelf: %v: %s", err, stderr.String())
 			}
+			// gdb on the file alone: the function, its prototype and a
+			// file-static variable's scope.
+			if gdb, err := exec.LookPath("gdb"); err != nil {
+				t.Errorf("gdb: %v", err)
+			} else {
+				out, err := exec.Command(gdb, "-q", "-batch", "-nx", "-ex", "info functions ^panic$", "-ex", "ptype panic",
+					"-ex", "ptype 'printk.c'::prb", path).CombinedOutput()
+				o := string(out)
+				if err != nil || !strings.Contains(o, "panic(") || !strings.Contains(o, "type = void (const char *, ...)") ||
+					!strings.Contains(o, "type = struct printk_ringbuffer {") || strings.Contains(o, "rror") {
+					t.Errorf("gdb on the object alone (%v):\n%s", err, o)
+				}
+			}
 			t.Logf("%s: symbol object %d bytes, %d symbols", set.Name, len(obj), len(syms))
 		})
 	}
