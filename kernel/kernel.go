@@ -377,15 +377,17 @@ func (k *Kernel) loadWithoutTypes(none symbols.NoTypes) {
 		c.Curr = t
 		k.Tasks = append(k.Tasks, t)
 	}
+	// The log is decoded once for the panic CPU and every CPU's command.
+	recs, _ := k.Log()
 	if k.PanicCPU < 0 {
-		if cpu, line, ok := k.panicCPUFromLog(); ok {
+		if cpu, line, ok := k.panicCPUFromLog(recs); ok {
 			k.PanicCPU, k.PanicCPUSource = cpu, fmt.Sprintf("the kernel log (%q) and that CPU's saved pid", line)
 			k.warn("the panicking CPU is %d, from %s", cpu, k.PanicCPUSource)
 		}
 	}
 	for _, c := range k.CPUs {
 		if c.HasNotePID && c.NotePID > 0 {
-			if comm, _ := k.commFromLog(c.ID, c.NotePID); comm != "" {
+			if comm, _ := k.commInLog(recs, c.ID, c.NotePID); comm != "" {
 				c.Curr.Comm, c.Curr.CommSource = comm, "kernel log"
 			}
 		}
@@ -400,11 +402,7 @@ func (k *Kernel) loadWithoutTypes(none symbols.NoTypes) {
 // panic()'s dump_stack prints after "Kernel panic - not syncing" (or the
 // oops before it printed, or the oops that went to kdump without a
 // panic), taken only if CPU N's saved note holds pid P.
-func (k *Kernel) panicCPUFromLog() (int, string, bool) {
-	recs, err := k.Log()
-	if err != nil {
-		return 0, "", false
-	}
+func (k *Kernel) panicCPUFromLog(recs []LogRecord) (int, string, bool) {
 	// The last panic message, or (a kernel that went to kdump straight
 	// from an oops, without panic()) the last oops header.
 	at := -1
@@ -894,6 +892,11 @@ func (k *Kernel) commFromLog(cpu int, pid int32) (string, string) {
 	if err != nil {
 		return "", ""
 	}
+	return k.commInLog(recs, cpu, pid)
+}
+
+// commInLog is commFromLog on records already read.
+func (k *Kernel) commInLog(recs []LogRecord, cpu int, pid int32) (string, string) {
 	for i := len(recs) - 1; i >= 0; i-- {
 		m := logTaskLine.FindStringSubmatch(recs[i].Text)
 		// The kernel prints at most TASK_COMM_LEN-1 bytes of comm.
